@@ -1,0 +1,39 @@
+"""rnnlab: the whole family of recurrent neural networks on PyTorch.
+
+Cells (one step), layers (the loop over time, stacking, directions, lengths), torch.nn drop-ins,
+task models, training, diagnostics and experiments.
+"""
+
+from __future__ import annotations
+
+from rnnlab import nn
+from rnnlab.cells import (
+    AdditiveCell,
+    ElmanCell,
+    GRUCell,
+    LSTMCell,
+    MinimalGRUCell,
+    RecurrentCell,
+)
+from rnnlab.errors import RnnlabError
+from rnnlab.layers import Recurrent, flip_valid, scan
+from rnnlab.registry import CELLS, RecurrentConfig, cell_factory
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CELLS",
+    "AdditiveCell",
+    "ElmanCell",
+    "GRUCell",
+    "LSTMCell",
+    "MinimalGRUCell",
+    "Recurrent",
+    "RecurrentCell",
+    "RecurrentConfig",
+    "RnnlabError",
+    "cell_factory",
+    "flip_valid",
+    "nn",
+    "scan",
+]

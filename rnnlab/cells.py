@@ -1,0 +1,476 @@
+"""Recurrent cells: the per-step math of every cell in the family, and nothing else.
+
+Every cell follows one contract::
+
+    h_t, state_t = cell(x_t, state_{t-1})
+    state_0 = cell.initial_state(batch, device, dtype)
+
+``state`` is a tensor ``(N, H)`` for every cell but the LSTM, whose state is the pair ``(h, c)``.
+A step is split in two so that layers can hoist the input side out of the time loop:
+``cell(x, s) == cell.step(cell.input_projection(x), s)``. ``input_projection`` is one fused
+GEMM for all gates (plus its layer norm and bias) and works on any leading shape, so a layer
+projects all T steps at once; ``step`` does the one fused recurrent GEMM and the gate math.
+
+Parameter names and layouts follow ``torch.nn``: ``weight_ih`` ``(G*H, D)``, ``weight_hh``
+``(G*H, H)``, ``bias_ih`` and ``bias_hh`` ``(G*H,)``, gates stacked in the order given per cell.
+
+Shapes: N batch, D input size, H hidden size, G number of gates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+State = Tensor | tuple[Tensor, Tensor]
+CellFactory = Callable[..., "RecurrentCell"]
+
+
+class RecurrentCell(nn.Module):
+    """Base class: fused input/recurrent weights, optional bias and layer norm.
+
+    Subclasses set ``gate_names`` (the blocks of ``weight_ih``, in order) and implement
+    ``_gates(xp, state) -> (h, new_state, gates)``.
+
+    Args:
+        input_size: D.
+        hidden_size: H.
+        bias: learn ``bias_ih`` and ``bias_hh``.
+        layer_norm: Ba, Kiros & Hinton (2016): normalise the input and recurrent pre-activations
+            separately (``LN(W_ih x) + LN(W_hh h) + b``), each with its own learned gain.
+    """
+
+    gate_names: tuple[str, ...] = ()
+    #: number of gate blocks in ``weight_hh`` (differs from ``len(gate_names)`` for no cell yet).
+    state_is_tuple = False
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        layer_norm: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = bias
+        self.layer_norm = layer_norm
+        kw = {"device": device, "dtype": dtype}
+        gh = len(self.gate_names) * hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(gh, input_size, **kw))
+        self.weight_hh = nn.Parameter(torch.empty(gh, hidden_size, **kw))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(gh, **kw))
+            self.bias_hh = nn.Parameter(torch.empty(gh, **kw))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        if layer_norm:
+            # Gains only: the cell's own biases play the role of LN's shift.
+            self.ln_ih = nn.LayerNorm(gh, bias=False, **kw)
+            self.ln_hh = nn.LayerNorm(gh, bias=False, **kw)
+        else:
+            self.ln_ih = None
+            self.ln_hh = None
+
+    @property
+    def num_gates(self) -> int:
+        return len(self.gate_names)
+
+    def reset_parameters(self) -> None:
+        """torch.nn's init: every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)); LN gains 1."""
+        k = 1.0 / math.sqrt(self.hidden_size)
+        for name, p in self.named_parameters():
+            if name.startswith("ln_"):
+                nn.init.ones_(p) if name.endswith("weight") else nn.init.zeros_(p)
+            else:
+                nn.init.uniform_(p, -k, k)
+
+    def initial_state(
+        self,
+        batch: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> State:
+        """Zeros of shape (N, H) (a pair of them for the LSTM)."""
+        device = self.weight_hh.device if device is None else device
+        dtype = self.weight_hh.dtype if dtype is None else dtype
+        zeros = torch.zeros(batch, self.hidden_size, device=device, dtype=dtype)
+        return (zeros, zeros.clone()) if self.state_is_tuple else zeros
+
+    def input_projection(self, x: Tensor) -> Tensor:
+        """``LN(W_ih x) + b_ih`` for all gates at once: (..., D) -> (..., G*H)."""
+        xp = x.matmul(self.weight_ih.t())
+        if self.ln_ih is not None:
+            xp = self.ln_ih(xp)
+        if self.bias_ih is not None:
+            xp = xp + self.bias_ih
+        return xp
+
+    def recurrent_projection(self, h: Tensor) -> Tensor:
+        """``LN(W_hh h) + b_hh``: (N, H) -> (N, G*H)."""
+        hp = h.matmul(self.weight_hh.t())
+        if self.ln_hh is not None:
+            hp = self.ln_hh(hp)
+        if self.bias_hh is not None:
+            hp = hp + self.bias_hh
+        return hp
+
+    def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+        """One step from a projected input ``xp`` (N, G*H): returns (h_t, new_state)."""
+        h, new_state, _ = self._gates(xp, state)
+        return h, new_state
+
+    def gates(self, x: Tensor, state: State) -> dict[str, Tensor]:
+        """The gate activations of one step, by name, each (N, H) (for diagnostics)."""
+        return self._gates(self.input_projection(x), state)[2]
+
+    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """One step: x (N, D), state (N, H) or (h, c) -> (h_t (N, H), new_state)."""
+        if state is None:
+            state = self.initial_state(x.shape[0], x.device, x.dtype)
+        return self.step(self.input_projection(x), state)
+
+    def _gates(self, xp: Tensor, state: State) -> tuple[Tensor, State, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def torch_kernel_mode(self) -> str | None:
+        """The name of torch's fused kernel computing exactly this cell, or None."""
+        return None
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.layer_norm:
+            s += ", layer_norm=True"
+        return s
+
+
+class ElmanCell(RecurrentCell):
+    r"""The vanilla (Elman, 1990) recurrent cell.
+
+    .. math::
+        h_t = g(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}),\quad g \in \{\tanh, \mathrm{relu}\}
+
+    Identical to one layer of ``torch.nn.RNN`` (same weights, same nonlinearity).
+
+    Args:
+        nonlinearity: ``"tanh"`` or ``"relu"``. Other args as :class:`RecurrentCell`.
+
+    Example::
+
+        >>> cell = ElmanCell(8, 16)
+        >>> h, state = cell(torch.randn(4, 8), cell.initial_state(4))
+    """
+
+    gate_names = ("h",)
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        layer_norm: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        super().__init__(input_size, hidden_size, bias, layer_norm, device, dtype)
+        self.nonlinearity = nonlinearity
+        self.reset_parameters()
+
+    def _gates(self, xp: Tensor, state: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        pre = xp + self.recurrent_projection(state)
+        h = torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)
+        return h, h, {}
+
+    def torch_kernel_mode(self) -> str | None:
+        if self.layer_norm:
+            return None
+        return "RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU"
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", nonlinearity={self.nonlinearity!r}"
+
+
+class AdditiveCell(RecurrentCell):
+    r"""The lectures' "naive" additive update: the state accumulates every step.
+
+    .. math::
+        s_t = s_{t-1} + \tanh(W_{ih} x_t + b_{ih} + W_{hh} s_{t-1} + b_{hh})
+
+    Nothing bounds ``s_t``: it can and does grow without limit. That is its lesson (a linear
+    self-connection carries information, but needs gates to stay stable).
+    """
+
+    gate_names = ("s",)
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        layer_norm: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(input_size, hidden_size, bias, layer_norm, device, dtype)
+        self.reset_parameters()
+
+    def _gates(self, xp: Tensor, state: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        s = state + torch.tanh(xp + self.recurrent_projection(state))
+        return s, s, {}
+
+
+class MinimalGRUCell(RecurrentCell):
+    r"""The lectures' "simple GRU": one update gate, no reset gate.
+
+    .. math::
+        u_t &= \sigma(W_u [h_{t-1}, x_t] + b_u) \\
+        \tilde h_t &= \tanh(W_c [h_{t-1}, x_t] + b_c) \\
+        h_t &= u_t \odot \tilde h_t + (1 - u_t) \odot h_{t-1}
+
+    ``W_u [h, x]`` is stored split as the input and recurrent blocks of ``weight_ih`` and
+    ``weight_hh``; gate order ``u, c``.
+    """
+
+    gate_names = ("u", "c")
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        layer_norm: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(input_size, hidden_size, bias, layer_norm, device, dtype)
+        self.reset_parameters()
+
+    def _gates(self, xp: Tensor, state: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        pre_u, pre_c = (xp + self.recurrent_projection(state)).chunk(2, dim=-1)
+        u = torch.sigmoid(pre_u)
+        cand = torch.tanh(pre_c)
+        h = state + u * (cand - state)
+        return h, h, {"u": u}
+
+
+class GRUCell(RecurrentCell):
+    r"""The gated recurrent unit (Cho et al., 2014), reset before or after the recurrent matmul.
+
+    Gate order ``r, z, n`` and ``z`` convention as ``torch.nn.GRU``: ``z`` is the fraction of
+    the old state kept, i.e. the lectures' update gate is ``u = 1 - z``.
+
+    .. math::
+        r_t &= \sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}) \\
+        z_t &= \sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}) \\
+        \text{after:}\quad n_t &= \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \\
+        \text{before:}\quad n_t &= \tanh(W_{in} x_t + b_{in} + W_{hn} (r_t \odot h_{t-1}) + b_{hn}) \\
+        h_t &= (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+
+    ``reset="before"`` is Cho et al.'s equation as taught; ``reset="after"`` is the cuDNN /
+    torch.nn / Keras (``reset_after=True``) form, which lets all three recurrent gates share one
+    matmul; with it the cell equals one layer of ``torch.nn.GRU``. With ``reset="before"`` the
+    recurrent side takes two matmuls per step (``r`` must be known before ``W_hn``), and with
+    ``layer_norm`` each is normalised on its own (``ln_hh`` over r, z; ``ln_hn`` over n).
+    """
+
+    gate_names = ("r", "z", "n")
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        reset: str = "after",
+        bias: bool = True,
+        layer_norm: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        if reset not in ("after", "before"):
+            raise ValueError(f"reset must be 'after' or 'before', got {reset!r}")
+        super().__init__(input_size, hidden_size, bias, layer_norm, device, dtype)
+        self.reset = reset
+        if layer_norm and reset == "before":
+            kw = {"device": device, "dtype": dtype}
+            self.ln_hh = nn.LayerNorm(2 * hidden_size, bias=False, **kw)
+            self.ln_hn = nn.LayerNorm(hidden_size, bias=False, **kw)
+        else:
+            self.ln_hn = None
+        self.reset_parameters()
+
+    def _gates(self, xp: Tensor, state: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        H = self.hidden_size
+        x_rz, x_n = xp[..., : 2 * H], xp[..., 2 * H :]
+        if self.reset == "after":
+            hp = self.recurrent_projection(state)
+            r, z = torch.sigmoid(x_rz + hp[..., : 2 * H]).chunk(2, dim=-1)
+            n = torch.tanh(x_n + r * hp[..., 2 * H :])
+        else:
+            w_rz, w_n = self.weight_hh[: 2 * H], self.weight_hh[2 * H :]
+            h_rz = state.matmul(w_rz.t())
+            if self.ln_hh is not None:
+                h_rz = self.ln_hh(h_rz)
+            if self.bias_hh is not None:
+                h_rz = h_rz + self.bias_hh[: 2 * H]
+            r, z = torch.sigmoid(x_rz + h_rz).chunk(2, dim=-1)
+            h_n = (r * state).matmul(w_n.t())
+            if self.ln_hn is not None:
+                h_n = self.ln_hn(h_n)
+            if self.bias_hh is not None:
+                h_n = h_n + self.bias_hh[2 * H :]
+            n = torch.tanh(x_n + h_n)
+        h = n + z * (state - n)
+        return h, h, {"r": r, "z": z}
+
+    def torch_kernel_mode(self) -> str | None:
+        return "GRU" if self.reset == "after" and not self.layer_norm else None
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", reset={self.reset!r}"
+
+
+class LSTMCell(RecurrentCell):
+    r"""Long short-term memory, with or without forget gate, with optional peepholes.
+
+    Gate order ``i, f, g, o`` (as torch.nn); without a forget gate ``i, g, o``.
+
+    .. math::
+        i_t &= \sigma(a^i_t + p_i \odot c_{t-1}) \qquad f_t = \sigma(a^f_t + p_f \odot c_{t-1}) \\
+        g_t &= \tanh(a^g_t) \\
+        c_t &= f_t \odot c_{t-1} + i_t \odot g_t \quad(\text{no forget gate: } c_t = c_{t-1} + i_t \odot g_t) \\
+        o_t &= \sigma(a^o_t + p_o \odot c_t) \\
+        h_t &= o_t \odot \tanh(\mathrm{LN}(c_t))
+
+    where ``a_t = LN(W_ih x_t) + LN(W_hh h_{t-1}) + b_ih + b_hh`` (LN only with ``layer_norm``).
+
+    * ``forget_gate=True``: Gers, Schmidhuber & Cummins (2000), the cell used everywhere; in its
+      standard configuration identical to ``torch.nn.LSTMCell``.
+    * ``forget_gate=False``: Hochreiter & Schmidhuber (1997), the original constant error carousel.
+    * ``peephole=True``: Gers & Schmidhuber (2000): diagonal weights ``weight_ci``, ``weight_cf``
+      let i and f see ``c_{t-1}``; ``weight_co`` lets o see ``c_t``.
+    * ``layer_norm=True``: Ba et al. (2016), plus ``ln_cell`` on ``c_t`` before the output tanh;
+      the carried ``c_t`` is the un-normalised one.
+    * ``forget_bias``: the initial forget-gate bias (put in ``bias_ih``, ``bias_hh``'s slice
+      zeroed). The default 1.0 follows Jozefowicz, Zaremba & Sutskever (2015), who found it
+      closes most of the gap between the LSTM and the GRU; ``None`` keeps torch's uniform init.
+
+    Example::
+
+        >>> cell = LSTMCell(8, 16, peephole=True, layer_norm=True)
+        >>> h, (h, c) = cell(torch.randn(4, 8))
+    """
+
+    state_is_tuple = True
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        forget_gate: bool = True,
+        peephole: bool = False,
+        forget_bias: float | None = 1.0,
+        bias: bool = True,
+        layer_norm: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        if forget_bias is not None and forget_bias != 0.0:
+            if not forget_gate:
+                raise ValueError("forget_bias needs forget_gate=True; pass forget_bias=None")
+            if not bias:
+                raise ValueError("forget_bias needs bias=True; pass forget_bias=None")
+        self.gate_names = ("i", "f", "g", "o") if forget_gate else ("i", "g", "o")
+        super().__init__(input_size, hidden_size, bias, layer_norm, device, dtype)
+        self.forget_gate = forget_gate
+        self.peephole = peephole
+        self.forget_bias = forget_bias
+        kw = {"device": device, "dtype": dtype}
+        if peephole:
+            self.weight_ci = nn.Parameter(torch.empty(hidden_size, **kw))
+            self.weight_cf = (
+                nn.Parameter(torch.empty(hidden_size, **kw)) if forget_gate else None
+            )
+            self.weight_co = nn.Parameter(torch.empty(hidden_size, **kw))
+        else:
+            self.weight_ci = self.weight_cf = self.weight_co = None
+        self.ln_cell = nn.LayerNorm(hidden_size, bias=bias, **kw) if layer_norm else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if self.forget_bias is not None and self.bias_ih is not None and self.forget_gate:
+            H = self.hidden_size
+            with torch.no_grad():
+                self.bias_ih[H : 2 * H].fill_(self.forget_bias)
+                self.bias_hh[H : 2 * H].zero_()
+
+    def _gates(
+        self, xp: Tensor, state: tuple[Tensor, Tensor]
+    ) -> tuple[Tensor, tuple[Tensor, Tensor], dict[str, Tensor]]:
+        h_prev, c_prev = state
+        a = xp + self.recurrent_projection(h_prev)
+        if self.forget_gate:
+            a_i, a_f, a_g, a_o = a.chunk(4, dim=-1)
+        else:
+            a_i, a_g, a_o = a.chunk(3, dim=-1)
+        if self.peephole:
+            a_i = a_i + self.weight_ci * c_prev
+        i = torch.sigmoid(a_i)
+        g = torch.tanh(a_g)
+        if self.forget_gate:
+            if self.peephole:
+                a_f = a_f + self.weight_cf * c_prev
+            f = torch.sigmoid(a_f)
+            c = f * c_prev + i * g
+        else:
+            f = None
+            c = c_prev + i * g
+        if self.peephole:
+            a_o = a_o + self.weight_co * c
+        o = torch.sigmoid(a_o)
+        c_out = self.ln_cell(c) if self.ln_cell is not None else c
+        h = o * torch.tanh(c_out)
+        gates = {"i": i, "g": g, "o": o}
+        if f is not None:
+            gates["f"] = f
+        return h, (h, c), gates
+
+    def torch_kernel_mode(self) -> str | None:
+        standard = self.forget_gate and not self.peephole and not self.layer_norm
+        return "LSTM" if standard else None
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        if not self.forget_gate:
+            s += ", forget_gate=False"
+        if self.peephole:
+            s += ", peephole=True"
+        if self.forget_bias is not None:
+            s += f", forget_bias={self.forget_bias}"
+        return s
+
+
+__all__ = [
+    "AdditiveCell",
+    "CellFactory",
+    "ElmanCell",
+    "GRUCell",
+    "LSTMCell",
+    "MinimalGRUCell",
+    "RecurrentCell",
+    "State",
+]
