@@ -9,8 +9,9 @@ import torch
 from rnnlab import LSTMCell, Recurrent
 
 torch.manual_seed(0)
-rnn = Recurrent(partial(LSTMCell, peephole=True, layer_norm=True), 8, 32, num_layers=2,
-                bidirectional=True)
+rnn = Recurrent(
+    partial(LSTMCell, peephole=True, layer_norm=True), 8, 32, num_layers=2, bidirectional=True
+)
 x = torch.randn(3, 6, 8)  # (N, T, D), padded to T = 6
 lengths = torch.tensor([6, 2, 4])
 out, (h, c) = rnn(x, lengths=lengths)

@@ -277,8 +277,8 @@ class GRUCell(RecurrentCell):
     .. math::
         r_t &= \sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}) \\
         z_t &= \sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}) \\
-        \text{after:}\quad n_t &= \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \\
-        \text{before:}\quad n_t &= \tanh(W_{in} x_t + b_{in} + W_{hn} (r_t \odot h_{t-1}) + b_{hn}) \\
+        \text{after: } n_t &= \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \\
+        \text{before: } n_t &= \tanh(W_{in} x_t + b_{in} + W_{hn} (r_t \odot h_{t-1}) + b_{hn}) \\
         h_t &= (1 - z_t) \odot n_t + z_t \odot h_{t-1}
 
     ``reset="before"`` is Cho et al.'s equation as taught; ``reset="after"`` is the cuDNN /
@@ -351,7 +351,8 @@ class LSTMCell(RecurrentCell):
     .. math::
         i_t &= \sigma(a^i_t + p_i \odot c_{t-1}) \qquad f_t = \sigma(a^f_t + p_f \odot c_{t-1}) \\
         g_t &= \tanh(a^g_t) \\
-        c_t &= f_t \odot c_{t-1} + i_t \odot g_t \quad(\text{no forget gate: } c_t = c_{t-1} + i_t \odot g_t) \\
+        c_t &= f_t \odot c_{t-1} + i_t \odot g_t \\
+        c_t &= c_{t-1} + i_t \odot g_t \quad \text{(no forget gate)} \\
         o_t &= \sigma(a^o_t + p_o \odot c_t) \\
         h_t &= o_t \odot \tanh(\mathrm{LN}(c_t))
 
@@ -401,9 +402,7 @@ class LSTMCell(RecurrentCell):
         kw = {"device": device, "dtype": dtype}
         if peephole:
             self.weight_ci = nn.Parameter(torch.empty(hidden_size, **kw))
-            self.weight_cf = (
-                nn.Parameter(torch.empty(hidden_size, **kw)) if forget_gate else None
-            )
+            self.weight_cf = nn.Parameter(torch.empty(hidden_size, **kw)) if forget_gate else None
             self.weight_co = nn.Parameter(torch.empty(hidden_size, **kw))
         else:
             self.weight_ci = self.weight_cf = self.weight_co = None

@@ -18,7 +18,12 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from rnnlab.cells import CellFactory, RecurrentCell, State
 
-_KERNELS = {"LSTM": torch.lstm, "GRU": torch.gru, "RNN_TANH": torch.rnn_tanh, "RNN_RELU": torch.rnn_relu}
+_KERNELS = {
+    "LSTM": torch.lstm,
+    "GRU": torch.gru,
+    "RNN_TANH": torch.rnn_tanh,
+    "RNN_RELU": torch.rnn_relu,
+}
 
 
 def flip_valid(x: Tensor, lengths: Tensor | None) -> Tensor:
@@ -242,8 +247,10 @@ class Recurrent(nn.Module):
                 run_lengths = lengths  # when nothing is padded the plain path is exact and faster
         if state is not None:
             if unbatched:
-                state = tuple(s.unsqueeze(1) for s in state) if isinstance(state, tuple) else (
-                    state.unsqueeze(1)
+                state = (
+                    tuple(s.unsqueeze(1) for s in state)
+                    if isinstance(state, tuple)
+                    else (state.unsqueeze(1))
                 )
             self._check_state(state, N, x)
 
@@ -253,8 +260,10 @@ class Recurrent(nn.Module):
             out = _repack(out, lengths, input)
         elif unbatched:
             out = out.squeeze(1)
-            final = tuple(s.squeeze(1) for s in final) if isinstance(final, tuple) else (
-                final.squeeze(1)
+            final = (
+                tuple(s.squeeze(1) for s in final)
+                if isinstance(final, tuple)
+                else (final.squeeze(1))
             )
         elif self.batch_first:
             out = out.transpose(0, 1)
@@ -355,13 +364,16 @@ class Recurrent(nn.Module):
         else:
             packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
             order = packed.sorted_indices.to(x.device)
-            hx = [h.index_select(1, order) for h in hx] if mode == "LSTM" else (
-                hx.index_select(1, order)
+            hx = (
+                [h.index_select(1, order) for h in hx]
+                if mode == "LSTM"
+                else (hx.index_select(1, order))
             )
             result = kernel(packed.data, packed.batch_sizes, hx, *args)
             out, _ = pad_packed_sequence(
-                PackedSequence(result[0], packed.batch_sizes, packed.sorted_indices,
-                               packed.unsorted_indices),
+                PackedSequence(
+                    result[0], packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
+                ),
                 total_length=T,
             )
             unsort = packed.unsorted_indices.to(x.device)

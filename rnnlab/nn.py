@@ -108,8 +108,9 @@ class _TorchCompatible(Recurrent):
 def _to_torch_keys(
     module: _TorchCompatible, state_dict: OrderedDict, prefix: str, local_metadata: dict
 ) -> OrderedDict:
-    inverse = {f"{prefix}cells.{k}.{inner}": prefix + t for t, (k, inner) in
-               module._torch_names.items()}
+    inverse = {
+        f"{prefix}cells.{k}.{inner}": prefix + t for t, (k, inner) in module._torch_names.items()
+    }
     return OrderedDict((inverse.get(key, key), value) for key, value in state_dict.items())
 
 
@@ -139,8 +140,16 @@ class RNN(_TorchCompatible):
         self.nonlinearity = nonlinearity
         cell = partial(ElmanCell, nonlinearity=nonlinearity, layer_norm=layer_norm)
         super().__init__(
-            cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-            bidirectional, device, dtype,
+            cell,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
         )
 
 
@@ -167,13 +176,21 @@ class GRU(_TorchCompatible):
     ) -> None:
         cell = partial(GRUCell, reset=reset, layer_norm=layer_norm)
         super().__init__(
-            cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-            bidirectional, device, dtype,
+            cell,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
         )
 
 
 class LSTM(_TorchCompatible):
-    r"""Drop-in ``torch.nn.LSTM``, plus ``forget_gate``, ``peephole``, ``layer_norm``, ``forget_bias``.
+    r"""Drop-in ``torch.nn.LSTM``, plus forget_gate, peephole, layer_norm and forget_bias.
 
     Args as ``torch.nn.LSTM`` (``proj_size`` must be 0: projections are not supported); the
     extra options as :class:`rnnlab.LSTMCell`, except that ``forget_bias`` defaults to ``None``
@@ -212,8 +229,16 @@ class LSTM(_TorchCompatible):
             forget_bias=forget_bias,
         )
         super().__init__(
-            cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-            bidirectional, device, dtype,
+            cell,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
         )
 
 

@@ -52,7 +52,9 @@ def register_cell(name: str, factory: CellFactory, help: str) -> None:
     CELL_HELP[name] = help
 
 
-def cell_factory(name: str, layer_norm: bool = False, forget_bias: float | None = None) -> CellFactory:
+def cell_factory(
+    name: str, layer_norm: bool = False, forget_bias: float | None = None
+) -> CellFactory:
     """The factory for cell ``name``, with layer norm and (LSTM only) a forget-gate bias."""
     if name not in CELLS:
         raise RnnlabError(f"unknown cell {name!r}; choose one of: {', '.join(CELLS)}")
