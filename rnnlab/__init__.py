@@ -13,6 +13,9 @@ from rnnlab.cells import (
     GRUCell,
     LSTMCell,
     MinimalGRUCell,
+    MUT1Cell,
+    MUT2Cell,
+    MUT3Cell,
     RecurrentCell,
 )
 from rnnlab.errors import RnnlabError
@@ -27,6 +30,9 @@ __all__ = [
     "ElmanCell",
     "GRUCell",
     "LSTMCell",
+    "MUT1Cell",
+    "MUT2Cell",
+    "MUT3Cell",
     "MinimalGRUCell",
     "Recurrent",
     "RecurrentCell",

@@ -16,6 +16,9 @@ from rnnlab.cells import (
     GRUCell,
     LSTMCell,
     MinimalGRUCell,
+    MUT1Cell,
+    MUT2Cell,
+    MUT3Cell,
 )
 from rnnlab.errors import RnnlabError
 from rnnlab.layers import Recurrent
@@ -30,6 +33,9 @@ CELLS: dict[str, CellFactory] = {
     "elman": ElmanCell,
     "elman-relu": partial(ElmanCell, nonlinearity="relu"),
     "additive": AdditiveCell,
+    "mut1": MUT1Cell,
+    "mut2": MUT2Cell,
+    "mut3": MUT3Cell,
 }
 
 #: One-line descriptions, for ``--help`` and docs.
@@ -43,6 +49,9 @@ CELL_HELP: dict[str, str] = {
     "elman": "vanilla (Elman) RNN, tanh",
     "elman-relu": "vanilla (Elman) RNN, relu",
     "additive": "the lectures' naive additive update s_t = s_{t-1} + tanh(...)",
+    "mut1": "MUT1 (Jozefowicz et al. 2015), input projected where the paper adds raw x",
+    "mut2": "MUT2 (Jozefowicz et al. 2015), input projected where the paper adds raw x",
+    "mut3": "MUT3 (Jozefowicz et al. 2015)",
 }
 
 
