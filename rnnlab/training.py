@@ -1,0 +1,710 @@
+"""The model-agnostic trainer shared by every task.
+
+A loop that hides nothing: forward (through the task's ``loss_fn``), backward, clip, step, with
+the learning rate a pure function of training progress. Around it: periodic validation, the best
+checkpoint kept separately, early stopping, a wall-clock budget, a stop on NaN/Inf, and an exact
+``resume`` (weights, optimizer, RNG, position in the epoch, the loss function's carried state).
+
+What a task provides:
+
+* ``batches(epoch) -> Iterable[batch]``: the epoch's batches, a deterministic function of the
+  epoch (seed any shuffling with it) so that a resumed run sees the same batches.
+* ``loss_fn(model, batch) -> (loss, n_tokens)``: default ``output, loss = model(*batch)`` with
+  ``n_tokens`` the batch size. A loss function that carries state across batches (the language
+  model's truncated BPTT) exposes ``state_dict()`` / ``load_state_dict()`` (tensors and JSON
+  values) and it is checkpointed with the run.
+* ``evaluate(model) -> {"val_loss": ..., ...}``: called in eval mode under ``torch.no_grad()``.
+
+Files in ``out_dir``: ``last/`` and ``best/`` checkpoints, ``metrics.csv`` (training loss, learning
+rate, tokens/s), ``eval.csv`` (validation metrics), ``loss.png``, and ``tensorboard/`` if asked.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rnnlab.checkpoint import load_checkpoint, save_checkpoint
+from rnnlab.errors import RnnlabError
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "linear", "step")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything about how to train (not what): stored with every checkpoint.
+
+    Args:
+        optimizer: "adam", "adamw" or "sgd".
+        lr: peak learning rate.
+        weight_decay: L2 (adam, sgd) or decoupled (adamw) weight decay.
+        momentum: SGD momentum.
+        schedule: "constant", "cosine" (to ``min_lr``), "linear" (to ``min_lr``) or "step"
+            (times ``step_gamma`` every ``step_every`` of the run), after ``warmup_steps``.
+        warmup_steps: linear warm-up from 0 over this many steps.
+        min_lr: the floor of the cosine and linear schedules.
+        step_gamma, step_every: the step schedule's factor and period (a fraction of the run).
+        max_steps: stop after this many optimizer steps (None: no limit).
+        max_epochs: stop after this many epochs (None: no limit).
+        time_budget: stop after this many seconds of training, counted across resumes (None: no
+            limit). The schedules decay over the tightest of the three limits.
+        clip_norm: clip the global gradient norm to this (Pascanu et al., 2013); None or 0: off.
+        norm_stabilizer: beta of Krueger & Memisevic's (2016) penalty
+            ``beta * mean_t (||h_t|| - ||h_{t-1}||)^2`` on every ``Recurrent`` output; 0: off.
+        eval_every: validate every this many steps (and at the end).
+        patience: stop after this many validations without improvement (None: never).
+        seed: seeds torch, numpy and random at the start of a fresh run.
+        log_every: write a row of ``metrics.csv`` every this many steps.
+        tensorboard: also log to ``out_dir/tensorboard``.
+        progress: show a tqdm progress bar.
+    """
+
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    min_lr: float = 0.0
+    step_gamma: float = 0.5
+    step_every: float = 0.25
+    max_steps: int | None = None
+    max_epochs: int | None = None
+    time_budget: float | None = None
+    clip_norm: float | None = 5.0
+    norm_stabilizer: float = 0.0
+    eval_every: int = 200
+    patience: int | None = None
+    seed: int = 0
+    log_every: int = 10
+    tensorboard: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise RnnlabError(f"unknown optimizer {self.optimizer!r}; choose {OPTIMIZERS}")
+        if self.schedule not in SCHEDULES:
+            raise RnnlabError(f"unknown schedule {self.schedule!r}; choose {SCHEDULES}")
+        positive = {"lr": self.lr, "eval_every": self.eval_every, "log_every": self.log_every}
+        for name in ("max_steps", "max_epochs", "time_budget", "patience"):
+            if getattr(self, name) is not None:
+                positive[name] = getattr(self, name)
+        for name, value in positive.items():
+            if not value > 0:
+                raise RnnlabError(f"{name} must be > 0, got {value!r}")
+        nonneg = {
+            "weight_decay": self.weight_decay,
+            "momentum": self.momentum,
+            "warmup_steps": self.warmup_steps,
+            "min_lr": self.min_lr,
+            "norm_stabilizer": self.norm_stabilizer,
+            "clip_norm": self.clip_norm or 0.0,
+        }
+        for name, value in nonneg.items():
+            if not value >= 0:
+                raise RnnlabError(f"{name} must be >= 0, got {value!r}")
+        if not 0 < self.step_gamma <= 1 or not 0 < self.step_every <= 1:
+            raise RnnlabError("step_gamma and step_every must be in (0, 1]")
+
+
+def lr_at(step: int, config: TrainConfig, progress: float | None = None) -> float:
+    """The learning rate of optimizer step ``step`` (0-based): a pure function.
+
+    Args:
+        step: the number of optimizer steps taken so far.
+        config: the schedule's parameters.
+        progress: the fraction of the run done, in [0, 1]; by default ``step / max_steps``
+            (0 when there is no ``max_steps``). The trainer passes the largest of the step,
+            epoch and time fractions.
+    """
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if progress is None:
+        progress = step / config.max_steps if config.max_steps else 0.0
+    p = min(max(progress, 0.0), 1.0)
+    lo, hi = config.min_lr, config.lr
+    if config.schedule == "cosine":
+        return lo + (hi - lo) * 0.5 * (1.0 + math.cos(math.pi * p))
+    if config.schedule == "linear":
+        return hi + (lo - hi) * p
+    if config.schedule == "step":
+        return hi * config.step_gamma ** math.floor(p / config.step_every + 1e-9)
+    return hi
+
+
+def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer named by ``config.optimizer``."""
+    params = list(params)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+
+
+class NormStabilizer:
+    r"""Krueger & Memisevic (2016): :math:`\beta \cdot \mathrm{mean}_t (\|h_t\| - \|h_{t-1}\|)^2`.
+
+    Collects the outputs of every :class:`rnnlab.layers.Recurrent` in ``model`` with forward
+    hooks during training forwards; :meth:`penalty` turns them into the penalty and forgets them.
+    Padded steps (outputs exactly zero past a sequence's length) are left out.
+    """
+
+    def __init__(self, model: nn.Module, beta: float) -> None:
+        from rnnlab.layers import Recurrent
+
+        self.beta = beta
+        self.outputs: list[tuple[Tensor, bool]] = []
+        self.handles = [
+            m.register_forward_hook(self._hook) for m in model.modules() if isinstance(m, Recurrent)
+        ]
+        if not self.handles:
+            raise RnnlabError("norm_stabilizer needs a model with a rnnlab Recurrent layer")
+
+    def _hook(self, module: nn.Module, inputs: tuple, output: tuple) -> None:
+        if not (module.training and torch.is_grad_enabled()):
+            return
+        out = output[0]
+        if isinstance(out, torch.nn.utils.rnn.PackedSequence):
+            out = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True)[0]
+            batch_first = True
+        else:
+            batch_first = module.batch_first
+        if out.dim() == 3:
+            self.outputs.append((out, batch_first))
+
+    def penalty(self) -> Tensor | None:
+        terms = []
+        for out, batch_first in self.outputs:
+            norms = out.norm(dim=-1)  # (N, T) or (T, N)
+            if not batch_first:
+                norms = norms.t()
+            diff = norms[:, 1:] - norms[:, :-1]
+            valid = (norms[:, 1:] > 0) & (norms[:, :-1] > 0)
+            if valid.any():
+                terms.append((diff.pow(2) * valid).sum() / valid.sum())
+        self.outputs.clear()
+        return self.beta * torch.stack(terms).mean() if terms else None
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+class LossFn(Protocol):
+    def __call__(self, model: nn.Module, batch: Any) -> tuple[Tensor, int]: ...
+
+
+def default_loss_fn(model: nn.Module, batch: Any) -> tuple[Tensor, int]:
+    """``output, loss = model(*batch)``; tokens = the batch size (first dim of the first input)."""
+    batch = batch if isinstance(batch, (tuple, list)) else (batch,)
+    _, loss = model(*batch)
+    first = batch[0]
+    n = first.shape[0] if isinstance(first, Tensor) and first.dim() else 1
+    return loss, int(n)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple):
+        return tuple(_to_device(b, device) for b in batch)
+    if isinstance(batch, list):
+        return [_to_device(b, device) for b in batch]
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    steps: int
+    epochs_completed: int
+    elapsed: float
+    stopped: str  # "max_steps" | "max_epochs" | "time_budget" | "early_stopping" | "nan" | "done"
+    best_val_loss: float | None = None
+    best_step: int | None = None
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    train_loss: float | None = None
+    tokens_per_s: float | None = None
+    message: str = ""  # why training stopped, when it is an error (NaN/Inf)
+
+
+def _rng_state() -> dict:
+    name, keys, *rest = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [name, torch.from_numpy(keys.copy()), *rest],
+        "python": _to_json(random.getstate()),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy(), *rest))
+    random.setstate(_from_json(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_json(obj: Any) -> Any:
+    return [_to_json(o) for o in obj] if isinstance(obj, (tuple, list)) else obj
+
+
+def _from_json(obj: Any) -> Any:
+    return tuple(_from_json(o) for o in obj) if isinstance(obj, list) else obj
+
+
+class Trainer:
+    """Trains ``model`` with ``config``; see the module docstring for the contract.
+
+    Args:
+        model: any ``nn.Module``, already on its device.
+        config: a :class:`TrainConfig`.
+        out_dir: where checkpoints, CSVs and plots go (None: nothing is written).
+        loss_fn: ``loss_fn(model, batch) -> (loss, n_tokens)``; see :func:`default_loss_fn`.
+        evaluate: ``evaluate(model) -> {"val_loss": ..., ...}`` (None: no validation; the last
+            checkpoint is still written every ``eval_every`` steps).
+        meta: JSON-serialisable, saved with every checkpoint (``task``, ``model_config``, ...).
+        resume: continue the run in ``out_dir/last`` exactly where it stopped.
+
+    Example::
+
+        trainer = Trainer(model, TrainConfig(max_steps=1000), Path("runs/x"), evaluate=val)
+        result = trainer.fit(lambda epoch: loader(epoch))
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        out_dir: Path | str | None = None,
+        loss_fn: LossFn | None = None,
+        evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
+        meta: dict | None = None,
+        resume: bool = False,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.loss_fn = loss_fn or default_loss_fn
+        self.evaluate = evaluate
+        self.meta = dict(meta or {})
+        self.resume = resume
+        if resume and self.out_dir is None:
+            raise RnnlabError("resume needs an output directory")
+        self.device = next(model.parameters()).device
+        self.optimizer = make_optimizer(model.parameters(), config)
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.elapsed = 0.0  # seconds of training, across resumes
+        self.best_val: float | None = None
+        self.best_step: int | None = None
+        self.bad_evals = 0
+        self.last_metrics: dict[str, float] = {}
+        self.steps_per_epoch: int | None = None
+        self._tb = None
+
+    # -- progress and schedule ---------------------------------------------------------
+    def progress(self) -> float | None:
+        """Fraction of the run done: the largest of the step, epoch and time fractions."""
+        c = self.config
+        fractions = []
+        if c.max_steps:
+            fractions.append(self.step / c.max_steps)
+        if c.max_epochs and self.steps_per_epoch:
+            fractions.append(self.step / (c.max_epochs * self.steps_per_epoch))
+        if c.time_budget:
+            fractions.append(self.elapsed / c.time_budget)
+        return max(fractions) if fractions else None
+
+    def _check_horizon(self) -> None:
+        c = self.config
+        if c.schedule == "constant":
+            return
+        if not (c.max_steps or c.time_budget or (c.max_epochs and self.steps_per_epoch)):
+            raise RnnlabError(
+                f"schedule {c.schedule!r} needs a length to decay over: give max_steps, a time "
+                "budget, or max_epochs with batches that have a len()"
+            )
+
+    # -- state -------------------------------------------------------------------------
+    def training_state(self) -> dict:
+        state = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "elapsed": self.elapsed,
+            "best_val": self.best_val,
+            "best_step": self.best_step,
+            "bad_evals": self.bad_evals,
+            "last_metrics": self.last_metrics,
+            "train_config": asdict(self.config),
+            "rng": _rng_state(),
+        }
+        if hasattr(self.loss_fn, "state_dict"):
+            state["loss_fn"] = self.loss_fn.state_dict()
+        return state
+
+    def _save(self, name: str, with_state: bool) -> None:
+        if self.out_dir is None:
+            return
+        if with_state:
+            state, optimizer = self.training_state(), self.optimizer
+        else:
+            state = {"step": self.step, "metrics": self.last_metrics}
+            optimizer = None
+        save_checkpoint(self.out_dir / name, self.model, self.meta, state, optimizer)
+
+    def _load(self) -> None:
+        assert self.out_dir is not None
+        ckpt = load_checkpoint(self.out_dir, prefer="last")
+        if ckpt.training_state is None or "rng" not in ckpt.training_state:
+            raise RnnlabError(f"cannot resume from {ckpt.path}: it holds no training state")
+        _check_same_meta(ckpt.meta, self.meta, ckpt.path)
+        try:
+            self.model.load_state_dict(ckpt.state_dict)
+        except RuntimeError as exc:
+            raise RnnlabError(
+                f"cannot resume from {ckpt.path}: {str(exc).splitlines()[0]}"
+            ) from None
+        s = ckpt.training_state
+        self.optimizer.load_state_dict(s["optimizer"])
+        for key in ("step", "epoch", "batch_in_epoch", "elapsed", "best_val", "best_step"):
+            setattr(self, key, s[key])
+        self.bad_evals = s["bad_evals"]
+        self.last_metrics = s["last_metrics"]
+        if "loss_fn" in s and hasattr(self.loss_fn, "load_state_dict"):
+            self.loss_fn.load_state_dict(_to_device(s["loss_fn"], self.device))
+        _set_rng_state(s["rng"])
+
+    # -- logging -----------------------------------------------------------------------
+    def _open_logs(self) -> None:
+        self._train_rows: list[dict] = []
+        self._eval_rows: list[dict] = []
+        if self.out_dir is None:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for name, rows in (("metrics.csv", self._train_rows), ("eval.csv", self._eval_rows)):
+            path = self.out_dir / name
+            if self.resume and path.exists():
+                with open(path, newline="") as f:
+                    rows += [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
+            self._write_csv(name, rows)
+        if self.config.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise RnnlabError(
+                    "--tensorboard needs the tensorboard package: pip install tensorboard"
+                ) from None
+            self._tb = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=self.step)
+
+    def _write_csv(self, name: str, rows: list[dict]) -> None:
+        if self.out_dir is None or not rows:
+            return
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        with open(self.out_dir / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def _append_csv(self, name: str, rows: list[dict], row: dict) -> None:
+        rows.append(row)
+        if self.out_dir is None:
+            return
+        path = self.out_dir / name
+        if len(rows) > 1 and list(row) == list(rows[-2]) and path.exists():
+            with open(path, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=list(row)).writerow(row)
+        else:
+            self._write_csv(name, rows)
+
+    def _log_scalars(self, prefix: str, values: Mapping[str, float]) -> None:
+        if self._tb is not None:
+            for k, v in values.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self._tb.add_scalar(f"{prefix}/{k}", v, self.step)
+
+    def plot(self) -> None:
+        """Write ``loss.png``: training loss (smoothed) and validation loss against steps."""
+        if self.out_dir is None or not self._train_rows:
+            return
+        plot_loss_curves(self._train_rows, self._eval_rows, self.out_dir / "loss.png")
+
+    # -- the loop ----------------------------------------------------------------------
+    def _evaluate(self) -> bool:
+        """Validate, log, checkpoint; True if training should stop early."""
+        metrics: dict[str, float] = {}
+        if self.evaluate is not None:
+            was_training = self.model.training
+            self.model.eval()
+            with torch.no_grad():
+                metrics = {k: float(v) for k, v in self.evaluate(self.model).items()}
+            self.model.train(was_training)
+            if "val_loss" not in metrics:
+                raise RnnlabError("evaluate() must return a dict with 'val_loss'")
+        self.last_metrics = metrics
+        improved = False
+        if metrics:
+            val = metrics["val_loss"]
+            row = {"step": self.step, "epoch": self.epoch, "elapsed_s": round(self.elapsed, 2)}
+            self._append_csv("eval.csv", self._eval_rows, {**row, **metrics})
+            self._log_scalars("val", metrics)
+            if math.isfinite(val) and (self.best_val is None or val < self.best_val):
+                self.best_val, self.best_step, self.bad_evals = val, self.step, 0
+                improved = True
+            else:
+                self.bad_evals += 1
+        if improved:
+            self._save("best", with_state=False)
+        self._save("last", with_state=True)
+        self.plot()
+        patience = self.config.patience
+        return bool(patience and self.bad_evals >= patience)
+
+    def _stop_reason(self) -> str | None:
+        c = self.config
+        if c.max_steps and self.step >= c.max_steps:
+            return "max_steps"
+        if c.time_budget and self.elapsed >= c.time_budget:
+            return "time_budget"
+        return None
+
+    def fit(self, batches: Callable[[int], Iterable[Any]]) -> TrainResult:
+        """Train until a limit (steps, epochs, time), early stopping, or a NaN/Inf loss."""
+        c = self.config
+        if not (c.max_steps or c.max_epochs or c.time_budget):
+            raise RnnlabError("give a limit: max_steps, max_epochs or a time budget")
+        if self.resume:
+            self._load()
+        else:
+            torch.manual_seed(c.seed)
+            np.random.seed(c.seed % 2**32)
+            random.seed(c.seed)
+        try:
+            self.steps_per_epoch = len(batches(self.epoch))  # type: ignore[arg-type]
+        except TypeError:
+            self.steps_per_epoch = None
+        self._check_horizon()
+        self._open_logs()
+        stabilizer = NormStabilizer(self.model, c.norm_stabilizer) if c.norm_stabilizer else None
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        bar = None
+        if c.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                total=c.max_steps,
+                initial=self.step,
+                unit="step",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=False,
+            )
+        stopped = self._stop_reason()
+        window_tokens, window_time, window_loss, window_n = 0, 0.0, 0.0, 0
+        total_tokens, total_time = 0, 0.0
+        last_loss: float | None = None
+        self.model.train()
+        mark = time.perf_counter()
+        try:
+            while stopped is None:
+                if c.max_epochs and self.epoch >= c.max_epochs:
+                    stopped = "max_epochs"
+                    break
+                for i, batch in enumerate(batches(self.epoch)):
+                    if i < self.batch_in_epoch:
+                        mark = time.perf_counter()
+                        continue  # resumed inside this epoch: skip what was already trained
+                    batch = _to_device(batch, self.device)
+                    lr = lr_at(self.step, c, self.progress())
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    loss, n_tokens = self.loss_fn(self.model, batch)
+                    total = loss
+                    if stabilizer is not None:
+                        penalty = stabilizer.penalty()
+                        if penalty is not None:
+                            total = loss + penalty
+                    loss_value = float(loss.detach())
+                    if not math.isfinite(loss_value):
+                        stopped = "nan"
+                        break
+                    self.optimizer.zero_grad(set_to_none=True)
+                    total.backward()
+                    grad_norm = None
+                    if c.clip_norm:
+                        grad_norm = float(nn.utils.clip_grad_norm_(params, c.clip_norm))
+                        if not math.isfinite(grad_norm):
+                            stopped = "nan"
+                            break
+                    self.optimizer.step()
+                    self.step += 1
+                    self.batch_in_epoch = i + 1
+                    now = time.perf_counter()
+                    dt, mark = now - mark, now  # this step, its batch included
+                    self.elapsed += dt
+                    last_loss = loss_value
+                    window_tokens += n_tokens
+                    window_time += dt
+                    window_loss += loss_value
+                    window_n += 1
+                    total_tokens += n_tokens
+                    total_time += dt
+                    if self.step % c.log_every == 0:
+                        row = {
+                            "step": self.step,
+                            "epoch": self.epoch,
+                            "elapsed_s": round(self.elapsed, 2),
+                            "lr": lr,
+                            "train_loss": window_loss / window_n,
+                            "tokens_per_s": window_tokens / max(window_time, 1e-9),
+                            "grad_norm": grad_norm if grad_norm is not None else "",
+                        }
+                        self._append_csv("metrics.csv", self._train_rows, row)
+                        self._log_scalars("train", row)
+                        if bar is not None:
+                            bar.set_postfix(
+                                loss=f"{row['train_loss']:.3f}",
+                                tok_s=f"{row['tokens_per_s']:.0f}",
+                                val=f"{self.last_metrics.get('val_loss', float('nan')):.3f}",
+                                refresh=False,
+                            )
+                        window_tokens, window_time, window_loss, window_n = 0, 0.0, 0.0, 0
+                    if bar is not None:
+                        bar.update(1)
+                    stopped = self._stop_reason()
+                    if self.step % c.eval_every == 0 or stopped is not None:
+                        if self._evaluate():
+                            stopped = stopped or "early_stopping"
+                        now = time.perf_counter()
+                        self.elapsed += now - mark  # validation counts against the budget
+                        mark = now
+                        stopped = stopped or self._stop_reason()
+                    if stopped is not None:
+                        break
+                else:
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+        finally:
+            if bar is not None:
+                bar.close()
+            if stabilizer is not None:
+                stabilizer.remove()
+        if stopped == "max_epochs" and self.step % c.eval_every != 0:
+            self._evaluate()
+        message = ""
+        if stopped == "nan":
+            where = self.out_dir / "last" if self.out_dir else None
+            kept = f"; the last good checkpoint is kept in {where}" if where else ""
+            message = (
+                f"training stopped at step {self.step}: the loss or gradient is NaN/Inf"
+                f" (try a lower learning rate or clipping){kept}"
+            )
+        if self._tb is not None:
+            self._tb.close()
+        return TrainResult(
+            steps=self.step,
+            epochs_completed=self.epoch,
+            elapsed=self.elapsed,
+            stopped=stopped or "done",
+            best_val_loss=self.best_val,
+            best_step=self.best_step,
+            final_metrics=self.last_metrics,
+            train_loss=last_loss,
+            tokens_per_s=total_tokens / total_time if total_time else None,
+            message=message,
+        )
+
+
+def _check_same_meta(saved: dict, current: dict, where: Path) -> None:
+    """Refuse to resume when the model (task, config, vocabulary) differs from the checkpoint's."""
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                if a.get(k) != b.get(k):
+                    diffs.append(
+                        f"{key}.{k}: {_short(a.get(k))} in checkpoint, {_short(b.get(k))} now"
+                    )
+        else:
+            diffs.append(f"{key}: {_short(a)} in checkpoint, {_short(b)} now")
+    if diffs:
+        raise RnnlabError(
+            f"cannot resume {where}: the model options differ from the checkpoint's ("
+            + "; ".join(diffs[:3])
+            + ("; ..." if len(diffs) > 3 else "")
+            + ")"
+        )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def plot_loss_curves(train_rows: list[dict], eval_rows: list[dict], path: Path) -> None:
+    """Training loss and validation loss against steps, as a PNG (matplotlib, no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = [int(r["step"]) for r in train_rows]
+    ax.plot(steps, [float(r["train_loss"]) for r in train_rows], label="train", alpha=0.7)
+    if eval_rows:
+        ax.plot(
+            [int(r["step"]) for r in eval_rows],
+            [float(r["val_loss"]) for r in eval_rows],
+            "o-",
+            label="validation",
+        )
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "NormStabilizer",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "default_loss_fn",
+    "lr_at",
+    "make_optimizer",
+    "plot_loss_curves",
+]
