@@ -1,0 +1,237 @@
+"""A synthetic image-captioning set: small images of coloured shapes and their captions.
+
+Real photographs are not available offline, so rnnlab generates its captioning data. An image
+is ``IMAGE_SIZE`` x ``IMAGE_SIZE`` RGB on a dark background, divided into a 3 x 3 grid; a scene
+holds one shape, or two or three shapes in one row or one column, each a colour and a kind with
+a random size and a small random offset. The caption is a function of the image, so that exact
+match is a meaningful metric: shapes are named top to bottom (a column) or left to right (a row)::
+
+    a red circle
+    a red circle above a blue square
+    a green triangle to the left of a yellow circle to the left of a red square
+
+Generalisation is tested on held-out combinations of attributes: the colour-and-kind pairs in
+:data:`HELD_OUT` never occur in the ``train`` split (nor in ``test``, the in-distribution test
+split); every scene of the ``heldout`` split contains at least one of them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rnnlab.errors import RnnlabError
+
+IMAGE_SIZE = 36
+GRID = 3
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 50, 40),
+    "green": (40, 190, 70),
+    "blue": (50, 90, 235),
+    "yellow": (235, 210, 40),
+}
+KINDS = ("circle", "square", "triangle")
+#: (colour, kind) pairs absent from the training and in-distribution test splits.
+HELD_OUT: tuple[tuple[str, str], ...] = (
+    ("red", "square"),
+    ("green", "triangle"),
+    ("blue", "circle"),
+)
+SPLITS = ("train", "test", "heldout")
+#: Seeds offset per split so that the splits never share a random stream.
+_SPLIT_SEED = {"train": 0, "test": 1_000_003, "heldout": 2_000_003}
+
+
+@dataclass(frozen=True)
+class Shape:
+    colour: str
+    kind: str
+    row: int
+    col: int
+    radius: float  # half the shape's extent, in pixels
+    dx: float  # offset of the centre from its grid cell's centre, in pixels
+    dy: float
+
+
+@dataclass(frozen=True)
+class Scene:
+    shapes: tuple[Shape, ...]
+
+    def caption(self) -> list[str]:
+        """The caption's tokens (without ``<start>``/``<end>``)."""
+        shapes = sorted(self.shapes, key=lambda s: (s.row, s.col))
+        vertical = len(shapes) > 1 and shapes[0].col == shapes[1].col
+        relation = ["above"] if vertical else ["to", "the", "left", "of"]
+        words: list[str] = []
+        for i, s in enumerate(shapes):
+            if i:
+                words += relation
+            words += ["a", s.colour, s.kind]
+        return words
+
+
+def _allowed(split: str) -> list[tuple[str, str]]:
+    pairs = [(c, k) for c in COLOURS for k in KINDS]
+    return [p for p in pairs if p not in HELD_OUT]
+
+
+def random_scene(rng: random.Random, split: str = "train") -> Scene:
+    """One scene of ``split`` (see the module doc for what each split may contain)."""
+    if split not in SPLITS:
+        raise RnnlabError(f"unknown split {split!r}; choose one of {SPLITS}")
+    n = rng.choice((1, 2, 2, 3))  # two-shape scenes are the most varied, so the most frequent
+    if n == 1:
+        cells = [(rng.randrange(GRID), rng.randrange(GRID))]
+    else:
+        line = rng.randrange(GRID)
+        positions = sorted(rng.sample(range(GRID), 2)) if n == 2 else list(range(GRID))
+        if rng.random() < 0.5:  # a column
+            cells = [(p, line) for p in positions]
+        else:  # a row
+            cells = [(line, p) for p in positions]
+    attributes = [rng.choice(_allowed(split)) for _ in cells]
+    if split == "heldout":
+        attributes[rng.randrange(n)] = rng.choice(HELD_OUT)
+    cell = IMAGE_SIZE / GRID
+    shapes = []
+    for (row, col), (colour, kind) in zip(cells, attributes):
+        radius = rng.uniform(0.30, 0.42) * cell
+        slack = cell / 2 - radius - 0.5
+        shapes.append(
+            Shape(
+                colour,
+                kind,
+                row,
+                col,
+                radius,
+                rng.uniform(-slack, slack),
+                rng.uniform(-slack, slack),
+            )
+        )
+    return Scene(tuple(shapes))
+
+
+def render(scene: Scene, size: int = IMAGE_SIZE) -> np.ndarray:
+    """The scene's image: uint8 (size, size, 3)."""
+    image = np.full((size, size, 3), 16, dtype=np.uint8)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    cell = size / GRID
+    for s in scene.shapes:
+        cy = (s.row + 0.5) * cell + s.dy * size / IMAGE_SIZE
+        cx = (s.col + 0.5) * cell + s.dx * size / IMAGE_SIZE
+        r = s.radius * size / IMAGE_SIZE
+        if s.kind == "circle":
+            mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+        elif s.kind == "square":
+            half = r * 0.85
+            mask = (np.abs(xx - cx) <= half) & (np.abs(yy - cy) <= half)
+        else:  # triangle, pointing up, apex at the top
+            top, bottom = cy - r, cy + r * 0.8
+            half_width = (yy - top) / (bottom - top) * r
+            mask = (yy >= top) & (yy <= bottom) & (np.abs(xx - cx) <= half_width)
+        image[mask] = COLOURS[s.colour]
+    return image
+
+
+def generate(n: int, split: str = "train", seed: int = 0) -> tuple[np.ndarray, list[list[str]]]:
+    """``n`` images (uint8 (n, H, W, 3)) and their captions, reproducible from ``seed``."""
+    rng = random.Random(seed + _SPLIT_SEED.get(split, 0))
+    scenes = [random_scene(rng, split) for _ in range(n)]
+    images = (
+        np.stack([render(s) for s in scenes])
+        if scenes
+        else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    )
+    return images, [s.caption() for s in scenes]
+
+
+# -- files ----------------------------------------------------------------------------------------
+def save_image(image: np.ndarray, path: Path | str) -> Path:
+    """Write a uint8 (H, W, 3) image as PNG."""
+    from PIL import Image
+
+    path = Path(path)
+    Image.fromarray(np.ascontiguousarray(image), mode="RGB").save(path)
+    return path
+
+
+def load_image(path: Path | str, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Read an image file as uint8 (size, size, 3) RGB.
+
+    Raises:
+        RnnlabError: if the file is not a readable image or is not ``size`` x ``size``.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such image: {path}")
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            array = np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise RnnlabError(f"{path} is not a readable image: {exc}") from None
+    if array.shape[:2] != (size, size):
+        raise RnnlabError(
+            f"{path}: expected a {size}x{size} image, got {array.shape[1]}x{array.shape[0]} "
+            "(make images with `rnnlab data captions`)"
+        )
+    return array
+
+
+def save_dataset(
+    images: np.ndarray, captions: Sequence[Sequence[str]], out_dir: Path | str
+) -> Path:
+    """Write ``out_dir/NNNNN.png`` and ``out_dir/captions.tsv`` (``file<TAB>caption``)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, (image, caption) in enumerate(zip(images, captions)):
+        name = f"{i:05d}.png"
+        save_image(image, out / name)
+        lines.append(f"{name}\t{' '.join(caption)}\n")
+    (out / "captions.tsv").write_text("".join(lines), encoding="utf-8")
+    return out
+
+
+def load_dataset(folder: Path | str, size: int = IMAGE_SIZE) -> tuple[np.ndarray, list[list[str]]]:
+    """Read a folder written by :func:`save_dataset` (``captions.tsv`` and its images)."""
+    folder = Path(folder)
+    index = folder / "captions.tsv"
+    if not index.is_file():
+        raise RnnlabError(f"{folder} has no captions.tsv (expected file<TAB>caption lines)")
+    images, captions = [], []
+    for lineno, line in enumerate(index.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2 or not fields[1].strip():
+            raise RnnlabError(f"{index}:{lineno}: expected file<TAB>caption, got {line[:60]!r}")
+        images.append(load_image(folder / fields[0], size))
+        captions.append(fields[1].split())
+    if not images:
+        raise RnnlabError(f"{index} lists no images")
+    return np.stack(images), captions
+
+
+__all__ = [
+    "COLOURS",
+    "HELD_OUT",
+    "IMAGE_SIZE",
+    "KINDS",
+    "SPLITS",
+    "Scene",
+    "Shape",
+    "generate",
+    "load_dataset",
+    "load_image",
+    "random_scene",
+    "render",
+    "save_dataset",
+    "save_image",
+]
