@@ -22,6 +22,7 @@ from functools import partial
 
 import torch
 from torch import Tensor
+from torch.nn.modules.module import _IncompatibleKeys
 from torch.nn.utils.rnn import PackedSequence
 
 from rnnlab.cells import CellFactory, ElmanCell, GRUCell, LSTMCell, State
@@ -72,6 +73,7 @@ class _TorchCompatible(Recurrent):
                 self._torch_names[name.replace(".", "_") + suffix] = (k, name)
         self._register_state_dict_hook(_to_torch_keys)
         self._register_load_state_dict_pre_hook(self._from_torch_keys)
+        self.register_load_state_dict_post_hook(_missing_as_torch_keys)
 
     def __getattr__(self, name: str) -> Tensor:
         try:
@@ -94,6 +96,8 @@ class _TorchCompatible(Recurrent):
     def _from_torch_keys(
         self, state_dict: dict, prefix: str, *args: object, **kwargs: object
     ) -> None:
+        # the post-hook is not given the prefix; it reads (and removes) it from here
+        self.__dict__["_loading_prefix"] = prefix
         for torch_name, (k, inner) in self._torch_names.items():
             key = prefix + torch_name
             if key in state_dict:
@@ -111,7 +115,22 @@ def _to_torch_keys(
     inverse = {
         f"{prefix}cells.{k}.{inner}": prefix + t for t, (k, inner) in module._torch_names.items()
     }
-    return OrderedDict((inverse.get(key, key), value) for key, value in state_dict.items())
+    # In place: a parent module's state_dict() ignores the dict a child's hook returns.
+    items = list(state_dict.items())
+    state_dict.clear()
+    for key, value in items:
+        state_dict[inverse.get(key, key)] = value
+    return state_dict
+
+
+def _missing_as_torch_keys(module: _TorchCompatible, incompatible: _IncompatibleKeys) -> None:
+    """Report missing parameters by the torch-style names that ``state_dict()`` shows."""
+    prefix = module.__dict__.pop("_loading_prefix", "")
+    inverse = {
+        f"{prefix}cells.{k}.{inner}": prefix + t for t, (k, inner) in module._torch_names.items()
+    }
+    missing = incompatible.missing_keys
+    missing[:] = [inverse.get(key, key) for key in missing]
 
 
 class RNN(_TorchCompatible):
