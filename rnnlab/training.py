@@ -586,12 +586,13 @@ class Trainer:
                         self._append_csv("metrics.csv", self._train_rows, row)
                         self._log_scalars("train", row)
                         if bar is not None:
-                            bar.set_postfix(
-                                loss=f"{row['train_loss']:.3f}",
-                                tok_s=f"{row['tokens_per_s']:.0f}",
-                                val=f"{self.last_metrics.get('val_loss', float('nan')):.3f}",
-                                refresh=False,
-                            )
+                            shown = {
+                                "loss": f"{row['train_loss']:.3f}",
+                                "tok/s": f"{row['tokens_per_s']:.0f}",
+                            }
+                            if "val_loss" in self.last_metrics:
+                                shown["val"] = f"{self.last_metrics['val_loss']:.3f}"
+                            bar.set_postfix(shown, refresh=False)
                         window_tokens, window_time, window_loss, window_n = 0, 0.0, 0.0, 0
                     if bar is not None:
                         bar.update(1)

@@ -13,6 +13,9 @@ import re
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import NoReturn
+
+import torch
 
 from rnnlab.errors import RnnlabError
 from rnnlab.registry import CELL_HELP, CELLS, RecurrentConfig
@@ -74,6 +77,16 @@ def duration(text: str) -> float:
         return parse_duration(text)
     except RnnlabError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Make ``parser`` report bad arguments in one line (no usage block), exit code 2."""
+
+    def error(message: str) -> NoReturn:
+        parser.exit(2, f"{parser.prog}: error: {message} (see {parser.prog} --help)\n")
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
 
 
 def add_model_options(
@@ -251,6 +264,7 @@ def add_trainer_options(
         help="start afresh even if --out already holds a run (deletes it)",
     )
     g.add_argument("--tensorboard", action="store_true", help="also log to DIR/tensorboard")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -276,6 +290,20 @@ def trainer_config_from_args(args: argparse.Namespace, **overrides: object) -> T
         **overrides,
     }
     return TrainConfig(**values)
+
+
+def resolve_device(args: argparse.Namespace) -> torch.device:
+    """``--device``: "auto" is cuda when available, else cpu; an unavailable device is an error."""
+    name = getattr(args, "device", "auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RnnlabError(f"unknown device {name!r}: expected cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RnnlabError(f"--device {name}: CUDA is not available on this machine")
+    return device
 
 
 def prepare_out_dir(args: argparse.Namespace, task: str) -> Path:
@@ -322,11 +350,13 @@ __all__ = [
     "fraction",
     "nonneg_float",
     "nonneg_int",
+    "one_line_errors",
     "parse_duration",
     "positive_float",
     "positive_int",
     "prepare_out_dir",
     "probability",
     "recurrent_config_from_args",
+    "resolve_device",
     "trainer_config_from_args",
 ]
