@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from rnnlab import fast
 from rnnlab.cells import CellFactory, RecurrentCell, State
 
 _KERNELS = {
@@ -301,7 +302,11 @@ class Recurrent(nn.Module):
                 else:
                     s0 = state[idx]
                 seq = layer_input if d == 0 else flip_valid(layer_input, lengths)
-                o, fin, sts = scan(cell, cell.input_projection(seq), s0, mask, self.return_states)
+                xp = cell.input_projection(seq)
+                if not self.return_states and fast.supports(cell, xp):
+                    (o, fin), sts = fast.scan(cell, xp, s0, mask), None
+                else:
+                    o, fin, sts = scan(cell, xp, s0, mask, self.return_states)
                 if d == 1:
                     o = flip_valid(o, lengths)
                     if sts is not None:
@@ -321,7 +326,8 @@ class Recurrent(nn.Module):
 
     # -- torch's fused kernels ----------------------------------------------------------
     def _kernel_mode(self, x: Tensor) -> str | None:
-        """torch's kernel name if every cell is exactly a torch.nn cell, else None."""
+        """torch's kernel name if every cell is exactly a torch.nn cell and torch's kernel is the
+        faster one here (see :func:`rnnlab.fast.prefers_own_kernel`), else None."""
         if self.return_states:
             return None
         modes = {cell.torch_kernel_mode() for cell in self.cells}
@@ -330,7 +336,7 @@ class Recurrent(nn.Module):
         mode = modes.pop()
         if mode is None or any(cell.bias != self.cells[0].bias for cell in self.cells):
             return None
-        return mode
+        return None if fast.prefers_own_kernel(mode, x) else mode
 
     def _flat_weights(self) -> list[Tensor]:
         weights = []

@@ -1,0 +1,208 @@
+// rnnlab's fast path: the whole time loop of every cell in C++, forward and backward.
+//
+// Per step: one GEMM for the recurrent side of all gates (at::addmm, into a preallocated
+// buffer), then one fused pointwise pass per row written with ATen's vector types (Sleef exp
+// and tanh), saving what the hand-derived backward needs. Backward through time: per step one
+// fused pointwise pass and one GEMM for dh_{t-1}; the weight gradient is one GEMM over all steps
+// after the loop (dW_hh = sum_t dR_t^T h_{t-1}), as cuDNN does. The input projection (and its
+// layer norm) stays outside, in autograd: it is one GEMM over all steps already.
+//
+// Layouts (all contiguous): xp (T, N, G*H) the projected inputs; states (N, H); weight_hh
+// (G*H, H); mask (T, N) uint8, 1 inside a sequence. Past a sequence's end the state is frozen
+// and the output is zero, exactly as rnnlab.layers.scan does.
+//
+// The readable reference is rnnlab/cells.py; tests/test_fast.py checks every kernel against it.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace rnnlab_fast {
+
+using at::Tensor;
+using OptTensor = std::optional<Tensor>;
+template <typename T>
+using Vec = at::vec::Vectorized<T>;
+
+// Cell kinds, in the order of rnnlab/fast/__init__.py's table.
+enum Kind : int64_t {
+  kElmanTanh = 0,
+  kElmanRelu = 1,
+  kAdditive = 2,
+  kMinimalGRU = 3,
+  kGRUAfter = 4,
+  kGRUBefore = 5,
+  kLSTM = 6,
+  kLSTMNoForget = 7,
+};
+
+// Everything a cell's step reads besides xp and the state; absent tensors are undefined.
+struct Params {
+  int64_t kind;
+  Tensor w_hh;  // (G*H, H)
+  Tensor b_hh;  // (G*H,)
+  Tensor g_hh;  // layer-norm gain of the recurrent pre-activations (G*H,), or (2H,) GRU-before
+  Tensor g_hn;  // GRU-before: gain of the candidate's recurrent pre-activation (H,)
+  Tensor p_i, p_f, p_o;  // LSTM peepholes (H,)
+  Tensor g_c, b_c;       // LSTM layer norm on c_t (H,)
+  double eps_hh, eps_hn, eps_c;
+};
+
+inline Tensor value_or_undefined(const OptTensor& t) {
+  return t.has_value() ? t->contiguous() : Tensor();
+}
+
+template <typename T>
+inline T* ptr_or_null(const Tensor& t) {
+  return t.defined() ? t.data_ptr<T>() : nullptr;
+}
+
+// A vector loop over [0, n): f(j, count) with count = the lanes valid at j (a tail is partial).
+template <typename T, typename F>
+inline void vloop(int64_t n, const F& f) {
+  constexpr int64_t W = Vec<T>::size();
+  for (int64_t j = 0; j < n; j += W) f(j, std::min<int64_t>(W, n - j));
+}
+
+template <typename T>
+inline Vec<T> ld(const T* p, int64_t j, int64_t c) {
+  return Vec<T>::loadu(p + j, c);
+}
+
+template <typename T>
+inline void st(const Vec<T>& v, T* p, int64_t j, int64_t c) {
+  v.store(p + j, static_cast<int>(c));
+}
+
+template <typename T>
+inline Vec<T> sigmoid(const Vec<T>& x) {
+  const Vec<T> one(T(1));
+  return one / (one + x.neg().exp());
+}
+
+template <typename T>
+inline T hsum(const Vec<T>& v) {
+  T buf[Vec<T>::size()];
+  v.store(buf);
+  T s = 0;
+  for (int64_t k = 0; k < Vec<T>::size(); ++k) s += buf[k];
+  return s;
+}
+
+// Sum of x over one row (zero lanes past the tail do not count).
+template <typename T>
+inline T row_sum(const T* x, int64_t n) {
+  Vec<T> acc(T(0));
+  vloop<T>(n, [&](int64_t j, int64_t c) { acc = acc + ld(x, j, c); });
+  return hsum(acc);
+}
+
+// Layer norm of one row in place: x <- (x - mean) * rstd * gain + bias, keeping xhat.
+// Writes xhat (if not null) and returns rstd. Two-pass variance, biased, as torch.nn.LayerNorm.
+template <typename T>
+inline T ln_row_forward(T* x, int64_t n, const T* gain, const T* bias, double eps, T* xhat) {
+  const T mean = row_sum(x, n) / T(n);
+  const Vec<T> vm(mean);
+  Vec<T> acc(T(0));
+  vloop<T>(n, [&](int64_t j, int64_t c) {
+    Vec<T> d = ld(x, j, c) - vm;
+    if (c < Vec<T>::size()) d = Vec<T>::set(Vec<T>(T(0)), d, c);
+    acc = acc + d * d;
+  });
+  const T rstd = T(1) / std::sqrt(hsum(acc) / T(n) + T(eps));
+  const Vec<T> vr(rstd);
+  vloop<T>(n, [&](int64_t j, int64_t c) {
+    Vec<T> xh = (ld(x, j, c) - vm) * vr;
+    if (xhat) st(xh, xhat, j, c);
+    Vec<T> y = xh * ld(gain, j, c);
+    if (bias) y = y + ld(bias, j, c);
+    st(y, x, j, c);
+  });
+  return rstd;
+}
+
+// Backward of ln_row_forward for one row: dy (gradient of the normalised output) -> dx,
+// accumulating dgain += dy * xhat and dbias += dy. dx may alias dy.
+template <typename T>
+inline void ln_row_backward(const T* dy, const T* xhat, T rstd, int64_t n, const T* gain,
+                            T* dgain, T* dbias, T* dx) {
+  Vec<T> s1(T(0)), s2(T(0));
+  vloop<T>(n, [&](int64_t j, int64_t c) {
+    const Vec<T> g = ld(dy, j, c);
+    const Vec<T> xh = ld(xhat, j, c);
+    const Vec<T> d = g * ld(gain, j, c);
+    s1 = s1 + d;
+    s2 = s2 + d * xh;
+    st(ld(dgain, j, c) + g * xh, dgain, j, c);
+    if (dbias) st(ld(dbias, j, c) + g, dbias, j, c);
+  });
+  const Vec<T> m1(hsum(s1) / T(n)), m2(hsum(s2) / T(n)), vr(rstd);
+  vloop<T>(n, [&](int64_t j, int64_t c) {
+    const Vec<T> d = ld(dy, j, c) * ld(gain, j, c);
+    st(vr * (d - m1 - ld(xhat, j, c) * m2), dx, j, c);
+  });
+}
+
+// R <- h W^T (+ b, unless layer norm follows: then the bias is added after the norm).
+inline void recurrent_gemm(Tensor& out, const Tensor& h, const Tensor& w, const Tensor& b,
+                           bool bias_now) {
+  if (bias_now && b.defined()) {
+    at::addmm_out(out, b, h, w.t());
+  } else {
+    at::mm_out(out, h, w.t());
+  }
+}
+
+// Recurrent-side layer norm on the rows of R (N, M): R <- LN(R) * g + b, saving xhat and rstd.
+template <typename T>
+inline void ln_rows_forward(Tensor& R, const Tensor& gain, const Tensor& bias, double eps,
+                            T* xhat, T* rstd) {
+  const int64_t N = R.size(0), M = R.size(1);
+  T* r = R.data_ptr<T>();
+  const T* g = gain.data_ptr<T>();
+  const T* b = ptr_or_null<T>(bias);
+  for (int64_t n = 0; n < N; ++n) {
+    const T s = ln_row_forward(r + n * M, M, g, b, eps, xhat ? xhat + n * M : nullptr);
+    if (rstd) rstd[n] = s;
+  }
+}
+
+// Sum over the first two dimensions (T, N, M) -> (M,).
+inline Tensor sum_tn(const Tensor& x) { return x.sum(at::IntArrayRef{0, 1}); }
+
+// Sum over steps of A_t^T B_t for A (T, N, M) and B the states before each step: h0 then
+// seq[0..T-2]. One GEMM over the whole sequence (plus one for the first step).
+inline Tensor weight_grad(const Tensor& A, const Tensor& h0, const Tensor& seq) {
+  const int64_t T = A.size(0), M = A.size(2), H = h0.size(1);
+  Tensor dW = at::mm(A.select(0, 0).t(), h0);
+  if (T > 1) {
+    Tensor a = A.narrow(0, 1, T - 1).reshape({-1, M});
+    Tensor s = seq.narrow(0, 0, T - 1).reshape({-1, H});
+    dW.addmm_(a.t(), s);
+  }
+  return dW;
+}
+
+// The cells' entry points (one file per family).
+std::vector<Tensor> simple_forward(const Params& p, const Tensor& xp, const Tensor& h0,
+                                   const Tensor& mask, bool save);
+std::vector<Tensor> simple_backward(const Params& p, const std::vector<Tensor>& saved,
+                                    const Tensor& h0, const Tensor& grad_out,
+                                    const Tensor& grad_h, const Tensor& mask);
+std::vector<Tensor> gru_forward(const Params& p, const Tensor& xp, const Tensor& h0,
+                                const Tensor& mask, bool save);
+std::vector<Tensor> gru_backward(const Params& p, const std::vector<Tensor>& saved,
+                                 const Tensor& h0, const Tensor& grad_out, const Tensor& grad_h,
+                                 const Tensor& mask);
+std::vector<Tensor> lstm_forward(const Params& p, const Tensor& xp, const Tensor& h0,
+                                 const Tensor& c0, const Tensor& mask, bool save);
+std::vector<Tensor> lstm_backward(const Params& p, const std::vector<Tensor>& saved,
+                                  const Tensor& h0, const Tensor& c0, const Tensor& grad_out,
+                                  const Tensor& grad_h, const Tensor& grad_c,
+                                  const Tensor& mask);
+
+}  // namespace rnnlab_fast

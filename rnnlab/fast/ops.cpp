@@ -1,0 +1,95 @@
+// The two operators Python calls (torch.ops.rnnlab_fast.forward / backward): check inputs,
+// gather the parameters, dispatch on the cell kind.
+#include <torch/library.h>
+
+#include "kernels.h"
+
+namespace rnnlab_fast {
+namespace {
+
+using OptList = c10::List<std::optional<Tensor>>;
+
+// params: b_hh, g_hh, g_hn, p_i, p_f, p_o, g_c, b_c (each optional); eps: hh, hn, c.
+Params make_params(int64_t kind, const Tensor& w_hh, const OptList& params,
+                   at::ArrayRef<double> eps) {
+  TORCH_CHECK(kind >= kElmanTanh && kind <= kLSTMNoForget, "rnnlab_fast: unknown cell kind ",
+              kind);
+  TORCH_CHECK(params.size() == 8 && eps.size() == 3, "rnnlab_fast: expected 8 params, 3 eps");
+  Params p;
+  p.kind = kind;
+  p.w_hh = w_hh.contiguous();
+  Tensor* slots[] = {&p.b_hh, &p.g_hh, &p.g_hn, &p.p_i, &p.p_f, &p.p_o, &p.g_c, &p.b_c};
+  for (size_t k = 0; k < 8; ++k) {
+    *slots[k] = value_or_undefined(params.get(k));
+    TORCH_CHECK(!slots[k]->defined() || slots[k]->scalar_type() == w_hh.scalar_type(),
+                "rnnlab_fast: parameter dtypes differ");
+  }
+  p.eps_hh = eps[0];
+  p.eps_hn = eps[1];
+  p.eps_c = eps[2];
+  return p;
+}
+
+Tensor mask_or_undefined(const std::optional<Tensor>& mask) {
+  if (!mask.has_value()) return Tensor();
+  TORCH_CHECK(mask->scalar_type() == at::kByte, "rnnlab_fast: mask must be uint8 (T, N)");
+  return mask->contiguous();
+}
+
+bool is_lstm(int64_t kind) { return kind == kLSTM || kind == kLSTMNoForget; }
+bool is_gru(int64_t kind) { return kind == kGRUAfter || kind == kGRUBefore; }
+
+std::vector<Tensor> forward(int64_t kind, const Tensor& xp, const Tensor& h0,
+                            const std::optional<Tensor>& c0, const Tensor& w_hh,
+                            const OptList& params, at::ArrayRef<double> eps,
+                            const std::optional<Tensor>& mask, bool save) {
+  TORCH_CHECK(xp.device().is_cpu(), "rnnlab_fast runs on CPU tensors only");
+  TORCH_CHECK(xp.dim() == 3 && h0.dim() == 2 && xp.size(0) > 0 && xp.size(1) > 0,
+              "rnnlab_fast: expected xp (T, N, G*H) and h0 (N, H)");
+  TORCH_CHECK(xp.scalar_type() == w_hh.scalar_type() && h0.scalar_type() == w_hh.scalar_type(),
+              "rnnlab_fast: input, state and weight dtypes differ");
+  const Params p = make_params(kind, w_hh, params, eps);
+  const Tensor x = xp.contiguous(), h = h0.contiguous(), m = mask_or_undefined(mask);
+  if (is_lstm(kind)) {
+    TORCH_CHECK(c0.has_value(), "rnnlab_fast: the LSTM needs c0");
+    return lstm_forward(p, x, h, c0->contiguous(), m, save);
+  }
+  if (is_gru(kind)) return gru_forward(p, x, h, m, save);
+  return simple_forward(p, x, h, m, save);
+}
+
+std::vector<Tensor> backward(int64_t kind, const std::vector<Tensor>& saved, const Tensor& h0,
+                             const std::optional<Tensor>& c0, const Tensor& w_hh,
+                             const OptList& params, at::ArrayRef<double> eps,
+                             const std::optional<Tensor>& mask,
+                             const std::optional<Tensor>& grad_out,
+                             const std::optional<Tensor>& grad_h,
+                             const std::optional<Tensor>& grad_c) {
+  const Params p = make_params(kind, w_hh, params, eps);
+  // Python passes empty tensors for the saved slots a configuration does not use.
+  std::vector<Tensor> sv;
+  for (const Tensor& s : saved) sv.push_back(s.numel() == 0 ? Tensor() : s.contiguous());
+  const Tensor h = h0.contiguous(), m = mask_or_undefined(mask);
+  const Tensor go = value_or_undefined(grad_out), gh = value_or_undefined(grad_h);
+  if (is_lstm(kind)) {
+    return lstm_backward(p, sv, h, c0->contiguous(), go, gh, value_or_undefined(grad_c), m);
+  }
+  if (is_gru(kind)) return gru_backward(p, sv, h, go, gh, m);
+  return simple_backward(p, sv, h, go, gh, m);
+}
+
+}  // namespace
+
+TORCH_LIBRARY(rnnlab_fast, m) {
+  m.def(
+      "forward(int kind, Tensor xp, Tensor h0, Tensor? c0, Tensor w_hh, Tensor?[] params, "
+      "float[] eps, Tensor? mask, bool save) -> Tensor[]",
+      &forward);
+  m.def(
+      "backward(int kind, Tensor[] saved, Tensor h0, Tensor? c0, Tensor w_hh, "
+      "Tensor?[] params, float[] eps, Tensor? mask, Tensor? grad_out, Tensor? grad_h, "
+      "Tensor? grad_c) -> Tensor[]",
+      &backward);
+}
+
+}  // namespace rnnlab_fast
