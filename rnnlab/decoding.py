@@ -1,13 +1,20 @@
 """Decoding: choosing the next token from a model's scores.
 
-Sampling with temperature and top-k (and greedy decoding as temperature 0). Shapes: N batch,
-V vocabulary size.
+Sampling with temperature and top-k (and greedy decoding as temperature 0); beam search with
+length normalisation for models that score whole sequences (the encoder-decoder). Shapes:
+N batch, V vocabulary size, B beams.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
 import torch
 from torch import Tensor
+
+S = TypeVar("S")
 
 
 def sample_next(
@@ -52,4 +59,136 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-__all__ = ["sample_next"]
+# -- beam search ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Hypothesis:
+    """One decoded sequence.
+
+    Attributes:
+        tokens: the ids generated, without ``<sos>`` and ``<eos>``.
+        log_prob: the model's total log-probability of ``tokens`` (and of ``<eos>`` if finished).
+        score: ``log_prob`` normalised for length, what the beam ranks by.
+        finished: whether the sequence ended with ``<eos>`` (else it reached ``max_len``).
+    """
+
+    tokens: list[int]
+    log_prob: float
+    score: float
+    finished: bool
+
+
+def _reorder_dim0(state: object, index: Tensor) -> object:
+    if isinstance(state, Tensor):
+        return state.index_select(0, index)
+    if isinstance(state, tuple):
+        return tuple(_reorder_dim0(s, index) for s in state)
+    if state is None:
+        return None
+    raise TypeError(f"cannot reorder a state of type {type(state).__name__}; pass reorder_state")
+
+
+def length_normalized(log_prob: float, length: int, length_penalty: float) -> float:
+    """``log_prob / length ** length_penalty`` (0: the raw log-probability; 1: per token)."""
+    return log_prob / max(length, 1) ** length_penalty
+
+
+@torch.no_grad()
+def beam_search(
+    step_fn: Callable[[Tensor, S], tuple[Tensor, S]],
+    init_state: S,
+    sos: int,
+    eos: int,
+    beam_size: int = 5,
+    max_len: int = 50,
+    length_penalty: float = 1.0,
+    reorder_state: Callable[[S, Tensor], S] | None = None,
+) -> list[Hypothesis]:
+    r"""Beam search for the most likely sequence of one input.
+
+    Keeps the ``beam_size`` best unfinished prefixes; at each step extends each by every token
+    and keeps the best ``beam_size`` extensions. An extension by ``<eos>`` ranked among the best
+    ``beam_size`` is a finished hypothesis. Finished hypotheses are ranked by
+
+    .. math:: \mathrm{score}(y) = \frac{\log p(y \mid x)}{|y|^{\alpha}}
+
+    with :math:`|y|` counting ``<eos>`` and :math:`\alpha` = ``length_penalty`` (0: raw
+    log-probability, which favours short outputs; 1: mean per token). With :math:`\alpha = 0`
+    the search stops when no unfinished prefix can beat the best finished one (log-probabilities
+    only decrease), otherwise when ``beam_size`` hypotheses have finished; at ``max_len`` the
+    unfinished prefixes are returned too. With ``beam_size = 1`` this is greedy decoding.
+
+    Args:
+        step_fn: ``step_fn(tokens (B,), state) -> (log_probs (B, V), new_state)``: the model's
+            next-token log-probabilities for B prefixes whose last tokens are ``tokens``.
+        init_state: the state before ``<sos>`` for a batch of one (B = 1).
+        sos, eos: ids of the start and end tokens.
+        beam_size: number of prefixes kept.
+        max_len: most decoding steps (tokens generated, ``<eos>`` included).
+        length_penalty: :math:`\alpha` above.
+        reorder_state: ``reorder_state(state, index (B',)) -> state`` selecting the states of the
+            kept prefixes; default: ``index_select(0, index)`` on every tensor of the state.
+
+    Returns:
+        The finished hypotheses (and, if ``max_len`` was reached, the unfinished ones), best
+        first.
+
+    Example::
+
+        >>> def step(tokens, state):  # a toy model: always prefers token 3, then <eos> = 2
+        ...     logits = torch.tensor([[0.0, 0.0, 1.0, 2.0]]).expand(len(tokens), -1)
+        ...     return logits.log_softmax(-1), state
+        >>> beam_search(step, None, sos=1, eos=2, beam_size=2, max_len=3)[0].tokens
+        [3, 3, 3]
+    """
+    if not isinstance(beam_size, int) or beam_size < 1:
+        raise ValueError(f"beam_size must be a positive integer, got {beam_size!r}")
+    if not isinstance(max_len, int) or max_len < 1:
+        raise ValueError(f"max_len must be a positive integer, got {max_len!r}")
+    reorder = reorder_state or _reorder_dim0
+    prefixes: list[list[int]] = [[]]
+    scores = torch.zeros(1)
+    last = torch.tensor([sos])
+    state = init_state
+    finished: list[Hypothesis] = []
+    for _ in range(max_len):
+        log_probs, state = step_fn(last, state)  # (B, V)
+        V = log_probs.shape[-1]
+        device = log_probs.device
+        total = scores.to(device).unsqueeze(1) + log_probs.float()  # (B, V)
+        k = min(2 * beam_size, total.numel())
+        top, flat = total.view(-1).topk(k)
+        keep_prefix, keep_token, keep_score = [], [], []
+        for rank, (s, i) in enumerate(zip(top.tolist(), flat.tolist())):
+            b, token = divmod(i, V)
+            if token == eos:
+                if rank < beam_size:  # only an <eos> among the best counts (beam 1 == greedy)
+                    n = len(prefixes[b]) + 1
+                    finished.append(
+                        Hypothesis(prefixes[b], s, length_normalized(s, n, length_penalty), True)
+                    )
+                continue
+            keep_prefix.append(b)
+            keep_token.append(token)
+            keep_score.append(s)
+            if len(keep_prefix) == beam_size:
+                break
+        if not keep_prefix:
+            break
+        if finished:
+            if length_penalty == 0:
+                if max(h.log_prob for h in finished) >= keep_score[0]:
+                    break
+            elif len(finished) >= beam_size:
+                break
+        index = torch.tensor(keep_prefix, device=device)
+        state = reorder(state, index)
+        prefixes = [[*prefixes[b], t] for b, t in zip(keep_prefix, keep_token)]
+        scores = torch.tensor(keep_score)
+        last = torch.tensor(keep_token, device=device)
+    else:
+        for p, s in zip(prefixes, scores.tolist()):
+            finished.append(Hypothesis(p, s, length_normalized(s, len(p), length_penalty), False))
+    return sorted(finished, key=lambda h: h.score, reverse=True)
+
+
+__all__ = ["Hypothesis", "beam_search", "length_normalized", "sample_next"]

@@ -16,6 +16,11 @@ from rnnlab.errors import RnnlabError
 #: Task name (``meta["task"]``) -> the module that defines its ``from_meta``. One line per task.
 TASKS: dict[str, str] = {
     "lm": "rnnlab.models.lm",
+    "classify": "rnnlab.models.classifier",
+    "tag": "rnnlab.models.tagger",
+    "seq2seq": "rnnlab.models.seq2seq",
+    "names": "rnnlab.models.namegen",
+    "caption": "rnnlab.models.captioning",
 }
 
 
