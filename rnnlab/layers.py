@@ -102,7 +102,8 @@ class Recurrent(nn.Module):
         dropout: dropout probability on the outputs of every layer but the last.
         batch_first: inputs and outputs are (N, T, ·) if True, else (T, N, ·).
         return_states: ``forward`` also returns the state after every step, of every layer
-            and direction: a tensor (L*K, N, T, H), or a pair of them for the LSTM.
+            and direction: a tensor (L*K, N, T, H) ((L*K, T, H) for unbatched input), or a
+            pair of them for the LSTM.
 
     Shape:
         - input: (N, T, D) (batch_first) or (T, N, D), or (T, D) unbatched, or a PackedSequence.
@@ -170,6 +171,12 @@ class Recurrent(nn.Module):
     def _check_input(self, x: Tensor) -> None:
         if not torch.is_floating_point(x):
             raise ValueError(f"input must be a floating-point tensor, got dtype {x.dtype}")
+        weight_dtype = self.cells[0].weight_ih.dtype
+        if x.dtype != weight_dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(
+                f"input dtype {x.dtype} does not match weight dtype {weight_dtype}: convert "
+                f"the input with input.to({weight_dtype}) or the model with model.to({x.dtype})"
+            )
         if x.dim() not in (2, 3):
             raise ValueError(
                 f"input must be 3-D ({'N, T, D' if self.batch_first else 'T, N, D'}) or 2-D "
@@ -246,6 +253,11 @@ class Recurrent(nn.Module):
             lengths = self._check_lengths(lengths, N, T)
             if not bool((lengths == T).all()):
                 run_lengths = lengths  # when nothing is padded the plain path is exact and faster
+                # Padding never reaches a cell, so that even NaN padding changes nothing (as
+                # with torch's packed kernels): masked outputs alone would still let it into
+                # the gradients.
+                steps = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
+                x = x.masked_fill((steps >= lengths.to(x.device)).unsqueeze(-1), 0.0)
         if state is not None:
             if unbatched:
                 state = (
@@ -266,6 +278,12 @@ class Recurrent(nn.Module):
                 if isinstance(final, tuple)
                 else (final.squeeze(1))
             )
+            if states is not None:  # (L*K, 1, T, H) -> (L*K, T, H)
+                states = (
+                    tuple(s.squeeze(1) for s in states)
+                    if isinstance(states, tuple)
+                    else states.squeeze(1)
+                )
         elif self.batch_first:
             out = out.transpose(0, 1)
         if self.return_states:

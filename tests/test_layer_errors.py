@@ -127,6 +127,15 @@ def test_bad_input(call, match: str) -> None:
         call(_lstm())
 
 
+@pytest.mark.parametrize("cell", [LSTMCell, partial(LSTMCell, peephole=True)], ids=str)
+def test_input_dtype_must_match_weights(cell) -> None:
+    rnn = Recurrent(cell, D, H, dtype=torch.float64)
+    with pytest.raises(
+        ValueError, match=r"input dtype torch.float32 does not match weight dtype torch.float64"
+    ):
+        rnn(torch.randn(2, 5, D))
+
+
 def test_bad_state_for_single_tensor_cells() -> None:
     gru = Recurrent(GRUCell, D, H)
     with pytest.raises(ValueError, match=r"state must be a single tensor for this cell, got tuple"):

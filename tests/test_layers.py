@@ -244,6 +244,12 @@ def test_layouts_and_unbatched_input() -> None:
     assert u_out.shape == (3, 2 * H) and u_final[0].shape == (4, H)
     _close(u_out, out[0])
     _close(u_final, tuple(p[:, 0] for p in final))
+    # and so are the per-step states: (L*K, T, H)
+    rnn.return_states = True
+    _, _, states = rnn(x, s0)
+    _, _, u_states = rnn(x[0], tuple(p[:, 0] for p in s0))
+    assert u_states[0].shape == (4, 3, H)
+    _close(u_states, tuple(p[:, 0] for p in states))
 
 
 def test_flip_valid_reverses_only_the_valid_part() -> None:
@@ -254,6 +260,27 @@ def test_flip_valid_reverses_only_the_valid_part() -> None:
     assert flipped[:, 2].tolist() == [8.0, 5.0, 2.0, 11.0]
     assert torch.equal(flip_valid(x, None), x.flip(0))
     assert torch.equal(flip_valid(flipped, torch.tensor([4, 1, 3])), x)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "peephole", "additive", "gru-before"])
+def test_non_finite_padding_changes_nothing(kind: str) -> None:
+    """As with torch's packed kernels, padding (even NaN or inf) never reaches a cell: not the
+    outputs, not the final state, not the gradients."""
+    rnn = _rnn(kind, ln=kind == "additive", num_layers=2, bidirectional=True)
+    x = torch.randn(3, 4, D, dtype=F64)
+    grads = []
+    for pad in (0.0, float("nan"), float("inf")):
+        padded = x.clone()
+        padded[1, 2:], padded[2, 3:] = pad, -pad
+        padded.requires_grad_()
+        rnn.zero_grad()
+        out, final = rnn(padded, lengths=[4, 2, 3])
+        loss = (out * torch.linspace(-1, 1, out.numel(), dtype=F64).view_as(out)).sum()
+        (loss + sum(p.sum() for p in _parts(final))).backward()
+        grads.append([out, *_parts(final), padded.grad, *(p.grad for p in rnn.parameters())])
+    for other in grads[1:]:
+        for a, b in zip(grads[0], other, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_gradients_do_not_leak_from_padding() -> None:
