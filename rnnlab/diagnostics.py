@@ -5,7 +5,7 @@ one): :func:`record` runs the model once with every cell's steps recorded (the p
 inputs, the state entering each step, the gates) and, for :func:`gradient_flow`, with a zero
 perturbation added to the state after every step, whose gradient is ``dL/ds_k``. While
 recording, each ``Recurrent`` runs its readable reference loop (:func:`rnnlab.layers.scan`),
-which computes exactly what its fast paths compute.
+not torch's kernels nor :mod:`rnnlab.fast`, which compute the same.
 
 Results are plain data (numpy arrays in small frozen dataclasses); ``plot_*`` write PNGs.
 
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rnnlab import fast
 from rnnlab.cells import RecurrentCell, State
 from rnnlab.layers import Recurrent
 
@@ -126,7 +127,8 @@ def record(
     patched: list[tuple[nn.Module, str]] = []
     try:
         for module_name, rnn in rnns:
-            # The fused kernels never call the cells' steps: run the reference loop instead.
+            # torch's fused kernels and rnnlab.fast never call the cells' steps: make the layer
+            # take its reference loop (rnnlab.fast is disabled around the yield below).
             rnn._kernel_mode = _no_kernel
             patched.append((rnn, "_kernel_mode"))
             prefix = f"{module_name}." if module_name and len(rnns) > 1 else ""
@@ -138,7 +140,8 @@ def record(
                     cell.step = _recording_step(trace, gates, perturb)
                     patched.append((cell, "step"))
                     traces.append(trace)
-        yield traces
+        with fast.disabled():
+            yield traces
     finally:
         for module, attr in patched:
             module.__dict__.pop(attr, None)
