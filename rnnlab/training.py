@@ -390,6 +390,12 @@ class Trainer:
                 f"cannot resume from {ckpt.path}: {str(exc).splitlines()[0]}"
             ) from None
         s = ckpt.training_state
+        saved = s.get("train_config", {}).get("optimizer")
+        if saved != self.config.optimizer:
+            raise RnnlabError(
+                f"cannot resume {ckpt.path} with optimizer {self.config.optimizer!r}: it was "
+                f"trained with {saved!r} (its state would not carry over)"
+            )
         self.optimizer.load_state_dict(s["optimizer"])
         for key in ("step", "epoch", "batch_in_epoch", "elapsed", "best_val", "best_step"):
             setattr(self, key, s[key])
