@@ -83,7 +83,7 @@ def test_stream_batches_are_contiguous_per_stream() -> None:
 
 
 def test_corpus_shorter_than_one_batch_is_a_clear_error() -> None:
-    with pytest.raises(RnnlabError, match="corpus too short.*needs at least 41 tokens"):
+    with pytest.raises(RnnlabError, match=r"corpus too short.*needs at least 41 tokens"):
         StreamBatches(torch.arange(40), batch_size=4, seq_len=10)
 
 
