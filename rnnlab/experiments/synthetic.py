@@ -1,0 +1,72 @@
+"""The sweep shared by ``latch``, ``adding`` and ``copy``: every cell x every length, many seeds.
+
+For each sequence length T and each cell, the hidden size is chosen so that the model (cell and
+read-out) has the parameter budget's count of parameters, and all seeds are trained at once as
+one :class:`~rnnlab.experiments.seeds.SeedEnsemble` on the same data streams (per T), so that
+cells differ only in their architecture.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from rnnlab.experiments.seeds import (
+    History,
+    SeedEnsemble,
+    TrainSettings,
+    count_parameters,
+    hidden_for_budget,
+    train,
+)
+from rnnlab.experiments.tasks import Task
+from rnnlab.registry import CELLS
+
+#: The cells of the lectures, by registry name, in the order the tables list them.
+LECTURE_CELLS = ("elman", "additive", "minimal-gru", "gru", "lstm", "lstm-nofg", "peephole")
+
+
+@dataclass
+class Run:
+    """One cell at one length: its size and the per-seed training history."""
+
+    cell: str
+    T: int
+    hidden: int
+    params: int
+    history: History
+
+
+def sweep(
+    make_task: Callable[[int], Task],
+    cells: Sequence[str],
+    lengths: Sequence[int],
+    seeds: int,
+    budget: int,
+    settings: TrainSettings,
+    log: Callable[[str], None] | None = print,
+) -> list[Run]:
+    """Train ``seeds`` models of every cell on ``make_task(T)`` for every T."""
+    runs = []
+    for T in lengths:
+        task = make_task(T)
+        for name in cells:
+            cell = CELLS[name]
+            H = hidden_for_budget(cell, task.input_size, task.output_size, budget)
+            params = count_parameters(cell, task.input_size, H, task.output_size)
+            start = time.perf_counter()
+            ensemble = SeedEnsemble(
+                cell, task.input_size, H, task.output_size, range(seeds), task.readout
+            )
+            history = train(ensemble, task, settings, data_seed=T)
+            runs.append(Run(name, T, H, params, history))
+            if log is not None:
+                log(
+                    f"  T={T:<4d} {name:<12s} H={H:<4d} solved {sum(history.solved)}/{seeds}"
+                    f"  ({time.perf_counter() - start:.0f} s)"
+                )
+    return runs
+
+
+__all__ = ["LECTURE_CELLS", "Run", "sweep"]

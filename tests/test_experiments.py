@@ -1,0 +1,148 @@
+"""Experiments: the seed ensemble against separate models, the tasks' baselines, the parameter
+budgets, and each experiment's qualitative claim in its small settings (fixed seeds)."""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import partial
+
+import pytest
+import torch
+
+from rnnlab import CELLS, LSTMCell
+from rnnlab.experiments import run_experiment
+from rnnlab.experiments.seeds import (
+    SeedEnsemble,
+    SequenceModel,
+    TrainSettings,
+    count_parameters,
+    hidden_for_budget,
+    train,
+)
+from rnnlab.experiments.synthetic import LECTURE_CELLS
+from rnnlab.experiments.tasks import Adding, Copy, Latch
+
+
+# -- parameter budgets --------------------------------------------------------------------
+def test_count_parameters_matches_the_formula():
+    D, H, O = 3, 10, 2
+    lstm = 4 * (H * D + H * H + 2 * H) + (H * O + O)
+    assert count_parameters(LSTMCell, D, H, O) == lstm
+    elman = H * D + H * H + 2 * H + H * O + O
+    assert count_parameters(CELLS["elman"], D, H, O) == elman
+
+
+@pytest.mark.parametrize("budget", [300, 4500])
+def test_hidden_for_budget_is_the_closest_size(budget):
+    sizes = {}
+    for name in (*LECTURE_CELLS, "mut1", "mut3"):
+        cell = CELLS[name]
+        H = hidden_for_budget(cell, 2, 1, budget)
+        n = count_parameters(cell, 2, H, 1)
+        for other in (H - 1, H + 1):  # no neighbour is closer
+            if other >= 1:
+                assert abs(n - budget) <= abs(count_parameters(cell, 2, other, 1) - budget)
+        sizes[name] = H
+    assert sizes["elman"] > sizes["gru"] > sizes["lstm"]  # fewer gates, more units
+    with pytest.raises(ValueError, match="budget"):
+        hidden_for_budget(LSTMCell, 2, 1, 5)
+
+
+# -- the seed ensemble ---------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["elman", "gru", "lstm", "peephole", "mut1", "lstm-nofg"])
+def test_ensemble_computes_the_separate_models(name):
+    seeds = [3, 7, 11]
+    ens = SeedEnsemble(CELLS[name], 2, 4, 3, seeds, readout="all")
+    x = torch.randn(3, 5, 6, 2)
+    out = ens(x)
+    for s, seed in enumerate(seeds):
+        torch.manual_seed(seed)
+        alone = SequenceModel(CELLS[name], 2, 4, 3, readout="all")
+        torch.testing.assert_close(out[s], alone(x[s]), rtol=1e-5, atol=1e-6)
+        for p, q in zip(alone.parameters(), ens.member(s).parameters()):
+            torch.testing.assert_close(p, q)
+
+
+def test_ensemble_training_equals_separate_training_with_per_seed_clipping():
+    """A few Adam steps with per-seed clipping: each block follows its own model exactly."""
+    task = Adding(8)
+    seeds = [0, 1]
+    ens = SeedEnsemble(CELLS["gru"], 2, 5, 1, seeds)
+    settings = TrainSettings(steps=3, batch=4, lr=0.05, clip=0.1, eval_every=100, test_size=8)
+    train(ens, task, settings, data_seed=5)
+    # the same data stream, split by seed
+    gen = torch.Generator().manual_seed(5)
+    batches = [task.sample(len(seeds) * 4, gen) for _ in range(3)]
+    for s, seed in enumerate(seeds):
+        torch.manual_seed(seed)
+        model = SequenceModel(CELLS["gru"], 2, 5, 1)
+        opt = torch.optim.Adam(model.parameters(), lr=0.05)
+        for x, y in batches:
+            xs, ys = x.reshape(2, 4, *x.shape[1:])[s], y.reshape(2, 4)[s]
+            opt.zero_grad()
+            task.loss(model(xs)[None], ys[None]).sum().backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+            opt.step()
+        for p, q in zip(model.parameters(), ens.member(s).parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_ensemble_rejects_layer_norm():
+    with pytest.raises(ValueError, match="layer norm"):
+        SeedEnsemble(partial(LSTMCell, layer_norm=True), 1, 3, 1, [0, 1])
+
+
+# -- tasks ---------------------------------------------------------------------------------
+def test_adding_baseline_is_the_variance_of_the_sum():
+    x, y = Adding(40).sample(20000, torch.Generator().manual_seed(0))
+    assert x.shape == (20000, 40, 2) and torch.all(x[..., 1].sum(1) == 2)
+    assert torch.allclose(y, (x[..., 0] * x[..., 1]).sum(1))
+    mse_of_one = float((y - 1).pow(2).mean())
+    assert mse_of_one == pytest.approx(Adding.baseline, rel=0.03)
+
+
+def test_copy_baseline_is_the_memoryless_optimum():
+    task = Copy(15)
+    x, y = task.sample(64, torch.Generator().manual_seed(0))
+    assert x.shape == (64, 35, 10) and y.shape == (64, 35)
+    assert torch.equal(x[:, :10].argmax(-1), y[:, -10:])
+    assert torch.all(x[:, 24].argmax(-1) == 9)  # the delimiter, one step before the recall
+    # blanks until the recall, then uniform over the 8 symbols
+    logits = torch.full((64, 35, 9), -1e9)
+    logits[:, :25, 0] = 0.0
+    logits[:, 25:, 1:] = 0.0
+    assert float(task.loss(logits[None], y[None])) == pytest.approx(task.baseline, rel=1e-6)
+    assert task.baseline == pytest.approx(10 * math.log(8) / 35)
+
+
+def test_latch_first_input_is_the_bit():
+    x, y = Latch(30).sample(256, torch.Generator().manual_seed(0))
+    assert x.shape == (256, 31, 1)
+    assert torch.equal(x[:, 0, 0], y * 2 - 1)
+    assert float(x[:, 1:].var()) == pytest.approx(0.2, rel=0.1)
+
+
+# -- experiments: their claims in the small settings ---------------------------------------
+def test_gradients_vanish_for_elman_not_lstm(tmp_path):
+    result = run_experiment("gradients", "test", tmp_path)
+    rows = {(r["cell"], r["state"]): r for r in result.rows}
+    lag = next(c for c in result.columns if c.startswith("ratio_lag"))
+    assert lag == "ratio_lag50"
+    # at initialisation: Elman's gradient at lag 50 is orders of magnitude below the LSTM's
+    assert rows[("elman", "untrained")][lag] < 1e-4 * rows[("lstm", "untrained")][lag]
+    assert (
+        rows[("elman", "untrained")]["decay_lag_1e3"] < rows[("lstm", "untrained")]["decay_lag_1e3"]
+    )
+    for name in ("results.json", "results.csv", "gradient_flow.png", "jacobians.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["experiment"] == "gradients" and saved["setting"] == "test"
+
+
+def test_clipping_prevents_non_finite_steps(tmp_path):
+    result = run_experiment("clipping", "test", tmp_path)
+    rows = {r["arm"]: r for r in result.rows}
+    assert rows["no clipping"]["nonfinite_steps"] > 0
+    assert rows["clip 1"]["nonfinite_steps"] == 0
+    assert math.isfinite(rows["clip 1"]["final_test_mse_median"])
