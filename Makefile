@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# The main job: train the character LM on Shakespeare (DEMO_BUDGET, default 3m), print a sample.
+DEMO_BUDGET ?= 3m
 demo: $(STAMP)
-	$(BIN)/python examples/demo.py
+	$(BIN)/python examples/demo.py --time-budget $(DEMO_BUDGET)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

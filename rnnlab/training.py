@@ -16,12 +16,14 @@ What a task provides:
 * ``evaluate(model) -> {"val_loss": ..., ...}``: called in eval mode under ``torch.no_grad()``.
 
 Files in ``out_dir``: ``last/`` and ``best/`` checkpoints, ``metrics.csv`` (training loss, learning
-rate, tokens/s), ``eval.csv`` (validation metrics), ``loss.png``, and ``tensorboard/`` if asked.
+rate, tokens/s), ``eval.csv`` (validation metrics), ``loss.png``, ``result.json`` (the
+:class:`TrainResult`), and ``tensorboard/`` if asked.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import random
 import sys
@@ -35,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnlab.checkpoint import load_checkpoint, save_checkpoint
+from rnnlab.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from rnnlab.errors import RnnlabError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -632,7 +634,7 @@ class Trainer:
             )
         if self._tb is not None:
             self._tb.close()
-        return TrainResult(
+        result = TrainResult(
             steps=self.step,
             epochs_completed=self.epoch,
             elapsed=self.elapsed,
@@ -644,6 +646,9 @@ class Trainer:
             tokens_per_s=total_tokens / total_time if total_time else None,
             message=message,
         )
+        if self.out_dir is not None:
+            atomic_write_text(self.out_dir / "result.json", json.dumps(asdict(result), indent=2))
+        return result
 
 
 def _check_same_meta(saved: dict, current: dict, where: Path) -> None:

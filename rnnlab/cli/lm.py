@@ -29,7 +29,7 @@ from rnnlab.errors import RnnlabError
 
 #: The default model: a 2x512 LSTM on a 128-dim embedding, Adam at 2e-3 decayed by a cosine
 #: over the run (see docs/BENCHMARKS.md), sequences of 100, batches of 32.
-MODEL_DEFAULTS = {"cell": "lstm", "layers": 2, "hidden": 512, "dropout": 0.25}
+MODEL_DEFAULTS = {"cell": "lstm", "layers": 2, "hidden": 512, "dropout": 0.3}
 TRAIN_DEFAULTS = {
     "batch": 32,
     "lr": 2e-3,
