@@ -1,9 +1,35 @@
-"""Placeholder: this area's commands are being built (see the issues)."""
+"""The task commands: the four usage patterns beyond the language model.
+
+``rnnlab train classify|tag|seq2seq|names|caption``, and for their checkpoints ``rnnlab predict``,
+``rnnlab tag``, ``rnnlab translate``, ``rnnlab generate-names`` and ``rnnlab caption``; the data
+converters ``rnnlab data punct-tags`` and ``rnnlab data captions``. One module per task
+(``rnnlab/cli/task_*.py``); this one adds them all.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+
+#: One module per task, each with ``register(commands, train)``.
+TASK_MODULES = (
+    "rnnlab.cli.task_classify",
+    "rnnlab.cli.task_tag",
+    "rnnlab.cli.task_seq2seq",
+    "rnnlab.cli.task_names",
+    "rnnlab.cli.task_caption",
+)
 
 
 def register(commands: argparse._SubParsersAction, train: argparse._SubParsersAction) -> None:
-    """Add this area's sub-commands (none yet)."""
+    """Add the task commands, and ``rnnlab data`` with the task data converters."""
+    data = commands.add_parser(
+        "data", help="make task data sets (punctuation tags, captioning images)"
+    )
+    converters = data.add_subparsers(dest="converter", metavar="CONVERTER")
+    converters.required = True
+    for name in TASK_MODULES:
+        module = importlib.import_module(name)
+        module.register(commands, train)
+        if hasattr(module, "register_data"):
+            module.register_data(converters)
