@@ -22,7 +22,6 @@ rate, tokens/s), ``eval.csv`` (validation metrics), ``loss.png``, ``result.json`
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import random
@@ -39,6 +38,8 @@ from torch import Tensor, nn
 
 from rnnlab.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from rnnlab.errors import RnnlabError
+from rnnlab.regularizers import NormStabilizer
+from rnnlab.runlog import RunLog, plot_loss_curves
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "linear", "step")
@@ -158,55 +159,6 @@ def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch
     )
 
 
-class NormStabilizer:
-    r"""Krueger & Memisevic (2016): :math:`\beta \cdot \mathrm{mean}_t (\|h_t\| - \|h_{t-1}\|)^2`.
-
-    Collects the outputs of every :class:`rnnlab.layers.Recurrent` in ``model`` with forward
-    hooks during training forwards; :meth:`penalty` turns them into the penalty and forgets them.
-    Padded steps (outputs exactly zero past a sequence's length) are left out.
-    """
-
-    def __init__(self, model: nn.Module, beta: float) -> None:
-        from rnnlab.layers import Recurrent
-
-        self.beta = beta
-        self.outputs: list[tuple[Tensor, bool]] = []
-        self.handles = [
-            m.register_forward_hook(self._hook) for m in model.modules() if isinstance(m, Recurrent)
-        ]
-        if not self.handles:
-            raise RnnlabError("norm_stabilizer needs a model with a rnnlab Recurrent layer")
-
-    def _hook(self, module: nn.Module, inputs: tuple, output: tuple) -> None:
-        if not (module.training and torch.is_grad_enabled()):
-            return
-        out = output[0]
-        if isinstance(out, torch.nn.utils.rnn.PackedSequence):
-            out = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True)[0]
-            batch_first = True
-        else:
-            batch_first = module.batch_first
-        if out.dim() == 3:
-            self.outputs.append((out, batch_first))
-
-    def penalty(self) -> Tensor | None:
-        terms = []
-        for out, batch_first in self.outputs:
-            norms = out.norm(dim=-1)  # (N, T) or (T, N)
-            if not batch_first:
-                norms = norms.t()
-            diff = norms[:, 1:] - norms[:, :-1]
-            valid = (norms[:, 1:] > 0) & (norms[:, :-1] > 0)
-            if valid.any():
-                terms.append((diff.pow(2) * valid).sum() / valid.sum())
-        self.outputs.clear()
-        return self.beta * torch.stack(terms).mean() if terms else None
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
-
-
 class LossFn(Protocol):
     def __call__(self, model: nn.Module, batch: Any) -> tuple[Tensor, int]: ...
 
@@ -316,17 +268,20 @@ class Trainer:
         if resume and self.out_dir is None:
             raise RnnlabError("resume needs an output directory")
         self.device = next(model.parameters()).device
-        self.optimizer = make_optimizer(model.parameters(), config)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.params, config)
+        self.stabilizer: NormStabilizer | None = None
+        self.log = RunLog(None)
+        # the run's position and record: all of it is checkpointed
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
-        self.elapsed = 0.0  # seconds of training, across resumes
+        self.elapsed = 0.0  # seconds of training and validation, across resumes
         self.best_val: float | None = None
         self.best_step: int | None = None
         self.bad_evals = 0
         self.last_metrics: dict[str, float] = {}
         self.steps_per_epoch: int | None = None
-        self._tb = None
 
     # -- progress and schedule ---------------------------------------------------------
     def progress(self) -> float | None:
@@ -351,8 +306,19 @@ class Trainer:
                 "budget, or max_epochs with batches that have a len()"
             )
 
+    def _stop_reason(self) -> str | None:
+        c = self.config
+        if c.max_steps and self.step >= c.max_steps:
+            return "max_steps"
+        if c.time_budget and self.elapsed >= c.time_budget:
+            return "time_budget"
+        if c.max_epochs and self.epoch >= c.max_epochs:
+            return "max_epochs"
+        return None
+
     # -- state -------------------------------------------------------------------------
     def training_state(self) -> dict:
+        """Everything besides the weights that an exact resume needs."""
         state = {
             "step": self.step,
             "epoch": self.epoch,
@@ -375,29 +341,27 @@ class Trainer:
         if with_state:
             state, optimizer = self.training_state(), self.optimizer
         else:
-            state = {"step": self.step, "metrics": self.last_metrics}
-            optimizer = None
+            state, optimizer = {"step": self.step, "metrics": self.last_metrics}, None
         save_checkpoint(self.out_dir / name, self.model, self.meta, state, optimizer)
 
     def _load(self) -> None:
         assert self.out_dir is not None
         ckpt = load_checkpoint(self.out_dir, prefer="last")
-        if ckpt.training_state is None or "rng" not in ckpt.training_state:
+        s = ckpt.training_state
+        if s is None or "rng" not in s:
             raise RnnlabError(f"cannot resume from {ckpt.path}: it holds no training state")
         _check_same_meta(ckpt.meta, self.meta, ckpt.path)
-        try:
-            self.model.load_state_dict(ckpt.state_dict)
-        except RuntimeError as exc:
-            raise RnnlabError(
-                f"cannot resume from {ckpt.path}: {str(exc).splitlines()[0]}"
-            ) from None
-        s = ckpt.training_state
         saved = s.get("train_config", {}).get("optimizer")
         if saved != self.config.optimizer:
             raise RnnlabError(
                 f"cannot resume {ckpt.path} with optimizer {self.config.optimizer!r}: it was "
                 f"trained with {saved!r} (its state would not carry over)"
             )
+        try:
+            self.model.load_state_dict(ckpt.state_dict)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise RnnlabError(f"cannot resume from {ckpt.path}: {first}") from None
         self.optimizer.load_state_dict(s["optimizer"])
         for key in ("step", "epoch", "batch_in_epoch", "elapsed", "best_val", "best_step"):
             setattr(self, key, s[key])
@@ -407,63 +371,35 @@ class Trainer:
             self.loss_fn.load_state_dict(_to_device(s["loss_fn"], self.device))
         _set_rng_state(s["rng"])
 
-    # -- logging -----------------------------------------------------------------------
-    def _open_logs(self) -> None:
-        self._train_rows: list[dict] = []
-        self._eval_rows: list[dict] = []
-        if self.out_dir is None:
-            return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        for name, rows in (("metrics.csv", self._train_rows), ("eval.csv", self._eval_rows)):
-            path = self.out_dir / name
-            if self.resume and path.exists():
-                with open(path, newline="") as f:
-                    rows += [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
-            self._write_csv(name, rows)
-        if self.config.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise RnnlabError(
-                    "--tensorboard needs the tensorboard package: pip install tensorboard"
-                ) from None
-            self._tb = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=self.step)
+    # -- one step, one validation ------------------------------------------------------
+    def train_step(self, batch: Any) -> tuple[float, int, float | None] | None:
+        """One optimizer step on ``batch``: (loss, tokens, grad norm), or None on NaN/Inf."""
+        c = self.config
+        lr = lr_at(self.step, c, self.progress())
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss, n_tokens = self.loss_fn(self.model, _to_device(batch, self.device))
+        total = loss
+        if self.stabilizer is not None:
+            penalty = self.stabilizer.penalty()
+            if penalty is not None:
+                total = loss + penalty
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = None
+        if c.clip_norm:
+            grad_norm = float(nn.utils.clip_grad_norm_(self.params, c.clip_norm))
+            if not math.isfinite(grad_norm):
+                return None
+        self.optimizer.step()
+        self.step += 1
+        return loss_value, n_tokens, grad_norm
 
-    def _write_csv(self, name: str, rows: list[dict]) -> None:
-        if self.out_dir is None or not rows:
-            return
-        fields = list(dict.fromkeys(k for r in rows for k in r))
-        with open(self.out_dir / name, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def _append_csv(self, name: str, rows: list[dict], row: dict) -> None:
-        rows.append(row)
-        if self.out_dir is None:
-            return
-        path = self.out_dir / name
-        if len(rows) > 1 and list(row) == list(rows[-2]) and path.exists():
-            with open(path, "a", newline="") as f:
-                csv.DictWriter(f, fieldnames=list(row)).writerow(row)
-        else:
-            self._write_csv(name, rows)
-
-    def _log_scalars(self, prefix: str, values: Mapping[str, float]) -> None:
-        if self._tb is not None:
-            for k, v in values.items():
-                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
-                    self._tb.add_scalar(f"{prefix}/{k}", v, self.step)
-
-    def plot(self) -> None:
-        """Write ``loss.png``: training loss (smoothed) and validation loss against steps."""
-        if self.out_dir is None or not self._train_rows:
-            return
-        plot_loss_curves(self._train_rows, self._eval_rows, self.out_dir / "loss.png")
-
-    # -- the loop ----------------------------------------------------------------------
-    def _evaluate(self) -> bool:
-        """Validate, log, checkpoint; True if training should stop early."""
+    def validate(self) -> bool:
+        """Validate, record, checkpoint (best and last); True if early stopping says stop."""
         metrics: dict[str, float] = {}
         if self.evaluate is not None:
             was_training = self.model.training
@@ -477,9 +413,10 @@ class Trainer:
         improved = False
         if metrics:
             val = metrics["val_loss"]
-            row = {"step": self.step, "epoch": self.epoch, "elapsed_s": round(self.elapsed, 2)}
-            self._append_csv("eval.csv", self._eval_rows, {**row, **metrics})
-            self._log_scalars("val", metrics)
+            self.log.eval(
+                {"step": self.step, "epoch": self.epoch, "elapsed_s": round(self.elapsed, 2)}
+                | metrics
+            )
             if math.isfinite(val) and (self.best_val is None or val < self.best_val):
                 self.best_val, self.best_step, self.bad_evals = val, self.step, 0
                 improved = True
@@ -488,18 +425,11 @@ class Trainer:
         if improved:
             self._save("best", with_state=False)
         self._save("last", with_state=True)
-        self.plot()
+        self.log.plot()
         patience = self.config.patience
         return bool(patience and self.bad_evals >= patience)
 
-    def _stop_reason(self) -> str | None:
-        c = self.config
-        if c.max_steps and self.step >= c.max_steps:
-            return "max_steps"
-        if c.time_budget and self.elapsed >= c.time_budget:
-            return "time_budget"
-        return None
-
+    # -- the loop ----------------------------------------------------------------------
     def fit(self, batches: Callable[[int], Iterable[Any]]) -> TrainResult:
         """Train until a limit (steps, epochs, time), early stopping, or a NaN/Inf loss."""
         c = self.config
@@ -516,98 +446,39 @@ class Trainer:
         except TypeError:
             self.steps_per_epoch = None
         self._check_horizon()
-        self._open_logs()
-        stabilizer = NormStabilizer(self.model, c.norm_stabilizer) if c.norm_stabilizer else None
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        bar = None
-        if c.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(
-                total=c.max_steps,
-                initial=self.step,
-                unit="step",
-                file=sys.stderr,
-                dynamic_ncols=True,
-                leave=False,
-            )
+        self.log = RunLog(self.out_dir, self.step if self.resume else None, c.tensorboard)
+        if c.norm_stabilizer:
+            self.stabilizer = NormStabilizer(self.model, c.norm_stabilizer)
+        bar = _progress_bar(c, self.step)
+        meter = _Meter()
         stopped = self._stop_reason()
-        window_tokens, window_time, window_loss, window_n = 0, 0.0, 0.0, 0
-        total_tokens, total_time = 0, 0.0
-        last_loss: float | None = None
+        evaluated_at = None
         self.model.train()
         mark = time.perf_counter()
         try:
             while stopped is None:
-                if c.max_epochs and self.epoch >= c.max_epochs:
-                    stopped = "max_epochs"
-                    break
                 for i, batch in enumerate(batches(self.epoch)):
                     if i < self.batch_in_epoch:
                         mark = time.perf_counter()
                         continue  # resumed inside this epoch: skip what was already trained
-                    batch = _to_device(batch, self.device)
-                    lr = lr_at(self.step, c, self.progress())
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = lr
-                    loss, n_tokens = self.loss_fn(self.model, batch)
-                    total = loss
-                    if stabilizer is not None:
-                        penalty = stabilizer.penalty()
-                        if penalty is not None:
-                            total = loss + penalty
-                    loss_value = float(loss.detach())
-                    if not math.isfinite(loss_value):
+                    outcome = self.train_step(batch)
+                    if outcome is None:
                         stopped = "nan"
                         break
-                    self.optimizer.zero_grad(set_to_none=True)
-                    total.backward()
-                    grad_norm = None
-                    if c.clip_norm:
-                        grad_norm = float(nn.utils.clip_grad_norm_(params, c.clip_norm))
-                        if not math.isfinite(grad_norm):
-                            stopped = "nan"
-                            break
-                    self.optimizer.step()
-                    self.step += 1
                     self.batch_in_epoch = i + 1
                     now = time.perf_counter()
                     dt, mark = now - mark, now  # this step, its batch included
                     self.elapsed += dt
-                    last_loss = loss_value
-                    window_tokens += n_tokens
-                    window_time += dt
-                    window_loss += loss_value
-                    window_n += 1
-                    total_tokens += n_tokens
-                    total_time += dt
+                    meter.add(outcome[0], outcome[1], dt)
                     if self.step % c.log_every == 0:
-                        row = {
-                            "step": self.step,
-                            "epoch": self.epoch,
-                            "elapsed_s": round(self.elapsed, 2),
-                            "lr": lr,
-                            "train_loss": window_loss / window_n,
-                            "tokens_per_s": window_tokens / max(window_time, 1e-9),
-                            "grad_norm": grad_norm if grad_norm is not None else "",
-                        }
-                        self._append_csv("metrics.csv", self._train_rows, row)
-                        self._log_scalars("train", row)
-                        if bar is not None:
-                            shown = {
-                                "loss": f"{row['train_loss']:.3f}",
-                                "tok/s": f"{row['tokens_per_s']:.0f}",
-                            }
-                            if "val_loss" in self.last_metrics:
-                                shown["val"] = f"{self.last_metrics['val_loss']:.3f}"
-                            bar.set_postfix(shown, refresh=False)
-                        window_tokens, window_time, window_loss, window_n = 0, 0.0, 0.0, 0
+                        self._log_train(meter, outcome[2], bar)
                     if bar is not None:
                         bar.update(1)
                     stopped = self._stop_reason()
                     if self.step % c.eval_every == 0 or stopped is not None:
-                        if self._evaluate():
+                        if self.validate():
                             stopped = stopped or "early_stopping"
+                        evaluated_at = self.step
                         now = time.perf_counter()
                         self.elapsed += now - mark  # validation counts against the budget
                         mark = now
@@ -617,23 +488,44 @@ class Trainer:
                 else:
                     self.epoch += 1
                     self.batch_in_epoch = 0
+                    stopped = self._stop_reason()
+            if stopped == "max_epochs" and evaluated_at != self.step:
+                self.validate()
         finally:
             if bar is not None:
                 bar.close()
-            if stabilizer is not None:
-                stabilizer.remove()
-        if stopped == "max_epochs" and self.step % c.eval_every != 0:
-            self._evaluate()
+            if self.stabilizer is not None:
+                self.stabilizer.remove()
+                self.stabilizer = None
+            self.log.close()
+        return self._result(stopped, meter)
+
+    def _log_train(self, meter: _Meter, grad_norm: float | None, bar: Any) -> None:
+        row = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "elapsed_s": round(self.elapsed, 2),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": meter.window_loss(),
+            "tokens_per_s": meter.window_rate(),
+            "grad_norm": grad_norm if grad_norm is not None else "",
+        }
+        meter.reset_window()
+        self.log.train(row)
+        if bar is not None:
+            shown = {"loss": f"{row['train_loss']:.3f}", "tok/s": f"{row['tokens_per_s']:.0f}"}
+            if "val_loss" in self.last_metrics:
+                shown["val"] = f"{self.last_metrics['val_loss']:.3f}"
+            bar.set_postfix(shown, refresh=False)
+
+    def _result(self, stopped: str | None, meter: _Meter) -> TrainResult:
         message = ""
         if stopped == "nan":
-            where = self.out_dir / "last" if self.out_dir else None
-            kept = f"; the last good checkpoint is kept in {where}" if where else ""
+            where = f"; the last good checkpoint is kept in {self.out_dir / 'last'}"
             message = (
                 f"training stopped at step {self.step}: the loss or gradient is NaN/Inf"
-                f" (try a lower learning rate or clipping){kept}"
+                f" (try a lower learning rate or clipping){where if self.out_dir else ''}"
             )
-        if self._tb is not None:
-            self._tb.close()
         result = TrainResult(
             steps=self.step,
             epochs_completed=self.epoch,
@@ -642,13 +534,58 @@ class Trainer:
             best_val_loss=self.best_val,
             best_step=self.best_step,
             final_metrics=self.last_metrics,
-            train_loss=last_loss,
-            tokens_per_s=total_tokens / total_time if total_time else None,
+            train_loss=meter.last_loss,
+            tokens_per_s=meter.total_rate(),
             message=message,
         )
         if self.out_dir is not None:
             atomic_write_text(self.out_dir / "result.json", json.dumps(asdict(result), indent=2))
         return result
+
+
+class _Meter:
+    """Running sums for the logged window and the whole run (loss, tokens, seconds)."""
+
+    def __init__(self) -> None:
+        self.last_loss: float | None = None
+        self.tokens = self.seconds = 0.0
+        self.reset_window()
+
+    def reset_window(self) -> None:
+        self.w_loss, self.w_steps, self.w_tokens, self.w_seconds = 0.0, 0, 0, 0.0
+
+    def add(self, loss: float, tokens: int, seconds: float) -> None:
+        self.last_loss = loss
+        self.w_loss += loss
+        self.w_steps += 1
+        self.w_tokens += tokens
+        self.w_seconds += seconds
+        self.tokens += tokens
+        self.seconds += seconds
+
+    def window_loss(self) -> float:
+        return self.w_loss / max(self.w_steps, 1)
+
+    def window_rate(self) -> float:
+        return self.w_tokens / max(self.w_seconds, 1e-9)
+
+    def total_rate(self) -> float | None:
+        return self.tokens / self.seconds if self.seconds else None
+
+
+def _progress_bar(config: TrainConfig, initial: int) -> Any:
+    if not config.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=config.max_steps,
+        initial=initial,
+        unit="step",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=False,
+    )
 
 
 def _check_same_meta(saved: dict, current: dict, where: Path) -> None:
@@ -678,34 +615,6 @@ def _check_same_meta(saved: dict, current: dict, where: Path) -> None:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def plot_loss_curves(train_rows: list[dict], eval_rows: list[dict], path: Path) -> None:
-    """Training loss and validation loss against steps, as a PNG (matplotlib, no display)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    steps = [int(r["step"]) for r in train_rows]
-    ax.plot(steps, [float(r["train_loss"]) for r in train_rows], label="train", alpha=0.7)
-    if eval_rows:
-        ax.plot(
-            [int(r["step"]) for r in eval_rows],
-            [float(r["val_loss"]) for r in eval_rows],
-            "o-",
-            label="validation",
-        )
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
 
 
 __all__ = [

@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from rnnlab.checkpoint import load_checkpoint
 from rnnlab.errors import RnnlabError
 from rnnlab.registry import RecurrentConfig
-from rnnlab.training import NormStabilizer, TrainConfig, Trainer, lr_at
+from rnnlab.regularizers import NormStabilizer
+from rnnlab.training import TrainConfig, Trainer, lr_at
 
 
 class Classifier(nn.Module):
