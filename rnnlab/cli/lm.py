@@ -10,6 +10,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -26,6 +27,11 @@ from rnnlab.cli.common import (
     trainer_config_from_args,
 )
 from rnnlab.errors import RnnlabError
+
+if TYPE_CHECKING:
+    from rnnlab.checkpoint import Checkpoint
+    from rnnlab.data.text import Vocabulary
+    from rnnlab.models.lm import RNNLM
 
 #: The default model: a 2x512 LSTM on a 128-dim embedding, Adam at 2e-3 decayed by a cosine
 #: over the run (see docs/BENCHMARKS.md), sequences of 100, batches of 32.
@@ -153,7 +159,10 @@ def train_lm(args: argparse.Namespace) -> int:
     train_ids, val_ids = split_ids(ids, args.val_fraction)
     batches = StreamBatches(train_ids, args.batch, args.seq_len)
     if len(val_ids) < 2:
-        raise RnnlabError(f"the validation part of the text has {len(val_ids)} tokens; need 2+")
+        raise RnnlabError(
+            f"the validation part of the text has {len(val_ids)} tokens (need 2 or more): "
+            "use a longer text or a larger --val-fraction"
+        )
     config = LMConfig(
         vocab_size=len(vocab),
         cell=args.cell,
@@ -226,16 +235,26 @@ def train_lm(args: argparse.Namespace) -> int:
         best, _ = load_model(out, device=device)
         prime = _default_prime(vocab)
         print(f"--- sample ({args.sample} {unit}, temperature 0.8) ---", file=sys.stderr)
-        _stream(best, vocab, prime, args.sample, 0.8, None, torch.Generator().manual_seed(0))
+        generator = torch.Generator(device=device).manual_seed(0)
+        _stream(best, vocab, prime, args.sample, 0.8, None, generator)
     return 0
 
 
 # -- sample --------------------------------------------------------------------------------
-def _default_prime(vocab) -> str:
+def _default_prime(vocab: Vocabulary) -> str:
     return "\n" if "\n" in vocab.index else vocab.tokens[-1]
 
 
-def _stream(model, vocab, prime: str, length: int, temperature: float, top_k, generator) -> None:
+def _stream(
+    model: RNNLM,
+    vocab: Vocabulary,
+    prime: str,
+    length: int,
+    temperature: float,
+    top_k: int | None,
+    generator: torch.Generator,
+) -> None:
+    """Write ``prime`` and then each generated token to stdout as soon as it is drawn."""
     from rnnlab.data.text import WordVocab
 
     ids = vocab.encode(prime)
@@ -256,7 +275,7 @@ def _stream(model, vocab, prime: str, length: int, temperature: float, top_k, ge
     sys.stdout.flush()
 
 
-def _load_lm(path: str, device: str):
+def _load_lm(path: str, device: torch.device) -> tuple[RNNLM, Vocabulary, Checkpoint]:
     from rnnlab.checkpoint import load_model
     from rnnlab.data.text import vocab_from_meta
 
@@ -269,7 +288,7 @@ def _load_lm(path: str, device: str):
 
 
 def sample_cmd(args: argparse.Namespace) -> int:
-    model, vocab, _ = _load_lm(args.checkpoint, args.device)
+    model, vocab, _ = _load_lm(args.checkpoint, resolve_device(args))
     prime = args.prime if args.prime is not None else _default_prime(vocab)
     missing = vocab.unknown(prime)
     if missing:
@@ -278,7 +297,7 @@ def sample_cmd(args: argparse.Namespace) -> int:
             + ", ".join(repr(c) for c in missing[:10])
         )
     temperature = 0.0 if args.greedy else args.temperature
-    generator = torch.Generator(device=args.device)
+    generator = torch.Generator(device=model.decoder.weight.device)
     if args.seed is not None:
         generator.manual_seed(args.seed)
     else:
@@ -292,7 +311,7 @@ def eval_cmd(args: argparse.Namespace) -> int:
     from rnnlab.data.text import read_corpus, split_ids
     from rnnlab.models.lm import evaluate_lm
 
-    model, vocab, ckpt = _load_lm(args.checkpoint, args.device)
+    model, vocab, ckpt = _load_lm(args.checkpoint, resolve_device(args))
     data = ckpt.meta.get("data", {})
     path = args.data
     if path is None and not str(data.get("path", "")).startswith("bundled:"):
@@ -307,10 +326,7 @@ def eval_cmd(args: argparse.Namespace) -> int:
     ids = vocab.encode(text)
     if not args.all:
         ids = split_ids(ids, args.val_fraction or data.get("val_fraction", 0.1))[1]
-    if len(ids) < 2:
-        raise RnnlabError("nothing to evaluate: the text has fewer than 2 tokens")
-    batch = max(1, min(args.batch, (len(ids) - 1) // 2))
-    loss = evaluate_lm(model, ids, batch_size=batch)
+    loss = evaluate_lm(model, ids, batch_size=args.batch)
     unit = "word" if vocab.kind == "word" else "char"
     print(
         f"{ckpt.path}: loss {loss:.4f} nats/{unit}, {loss / math.log(2):.4f} bits/{unit}, "

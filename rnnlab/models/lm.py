@@ -200,11 +200,15 @@ class TBPTTLoss:
 def evaluate_lm(model: RNNLM, ids: Tensor, batch_size: int = 32, seq_len: int = 256) -> float:
     """Mean cross-entropy (nats per token) of ``model`` on the token sequence ``ids``.
 
-    The text is read as ``batch_size`` contiguous streams with the state carried across windows,
-    so every token is scored with its full left context within its stream.
+    The text is read as ``batch_size`` contiguous streams (fewer for a very short text) with the
+    state carried across windows, so every token is scored with its full left context within
+    its stream.
     """
     from rnnlab.data.text import StreamBatches
 
+    if len(ids) < 2:
+        raise RnnlabError(f"nothing to evaluate: {len(ids)} tokens (need 2 or more)")
+    batch_size = min(batch_size, len(ids) - 1)  # a short text: fewer streams
     was_training = model.training
     model.eval()
     device = model.decoder.weight.device
