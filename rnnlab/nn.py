@@ -85,6 +85,16 @@ class _TorchCompatible(Recurrent):
                 return self.cells[k].get_parameter(inner)
             raise
 
+    def __setattr__(self, name: str, value: object) -> None:
+        names = self.__dict__.get("_torch_names", {})
+        if name not in names:
+            super().__setattr__(name, value)
+            return
+        # ``lstm.weight_hh_l0 = Parameter(...)`` must reach the cell, not shadow it
+        k, inner = names[name]
+        owner, _, leaf = inner.rpartition(".")
+        setattr(self.cells[k].get_submodule(owner), leaf, value)
+
     @property
     def all_weights(self) -> list[list[torch.nn.Parameter]]:
         """Parameters per layer and direction, in torch's order (as ``torch.nn.LSTM``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from functools import partial
 
 import pytest
@@ -89,6 +90,17 @@ def test_parity_with_torch(kind, num_layers, bidirectional, batch_first, dtype) 
     randomize(ours)
     theirs.load_state_dict(ours.state_dict())
     _assert_same(ours, theirs, x, _state(theirs, N, dtype), tol)
+
+
+@pytest.mark.parametrize("kind", list(PAIRS))
+def test_parity_without_bias(kind: str) -> None:
+    ours_cls, torch_cls = PAIRS[kind]
+    theirs = torch_cls(D, H, num_layers=2, bias=False, bidirectional=True, dtype=torch.float64)
+    ours = ours_cls(D, H, num_layers=2, bias=False, bidirectional=True, dtype=torch.float64)
+    ours.load_state_dict(theirs.state_dict())
+    assert not any("bias" in key for key in ours.state_dict())
+    x = torch.randn(T, N, D, dtype=torch.float64)
+    _assert_same(ours, theirs, x, _state(theirs, N, torch.float64), 1e-10)
 
 
 @pytest.mark.parametrize("enforce_sorted", [False, True])
@@ -247,3 +259,18 @@ def test_torch_api_surface() -> None:
     model = torch.nn.Sequential(rnnlab.nn.GRU(D, H))
     assert list(model.state_dict()) == list(torch.nn.Sequential(torch.nn.GRU(D, H)).state_dict())
     model.load_state_dict(torch.nn.Sequential(torch.nn.GRU(D, H)).state_dict())
+
+
+def test_torch_names_can_be_assigned_and_copied() -> None:
+    m = rnnlab.nn.LSTM(D, H, num_layers=2, layer_norm=True)
+    new = torch.nn.Parameter(torch.zeros(4 * H, H))
+    m.weight_hh_l1 = new
+    assert m.cell_at(1).weight_hh is new and m.weight_hh_l1 is new
+    m.ln_ih_weight_l0 = torch.nn.Parameter(torch.full((4 * H,), 2.0))
+    assert (m.cell_at(0).ln_ih.weight == 2.0).all()
+    assert list(m.state_dict()) == list(rnnlab.nn.LSTM(D, H, 2, layer_norm=True).state_dict())
+    with pytest.raises(TypeError, match=r"torch\.nn\.Parameter or None expected"):
+        m.weight_ih_l0 = torch.zeros(4 * H, D)
+    clone = copy.deepcopy(m)
+    clone.load_state_dict({k: torch.zeros_like(v) for k, v in m.state_dict().items()})
+    assert (clone.weight_ih_l0 == 0).all() and (m.weight_ih_l0 != 0).any()
