@@ -45,7 +45,7 @@ class _TorchCompatible(Recurrent):
         device: torch.device | str | None,
         dtype: torch.dtype | None,
     ) -> None:
-        if dropout > 0 and num_layers == 1:
+        if isinstance(dropout, (int, float)) and dropout > 0 and num_layers == 1:
             warnings.warn(
                 "dropout option adds dropout after all but last recurrent layer, so non-zero "
                 f"dropout expects num_layers greater than 1, but got dropout={dropout} and "

@@ -127,7 +127,9 @@ def test_bad_input(call, match: str) -> None:
         call(_lstm())
 
 
-@pytest.mark.parametrize("cell", [LSTMCell, partial(LSTMCell, peephole=True)], ids=str)
+@pytest.mark.parametrize(
+    "cell", [LSTMCell, partial(LSTMCell, peephole=True)], ids=["kernel-cell", "rnnlab-loop"]
+)
 def test_input_dtype_must_match_weights(cell) -> None:
     rnn = Recurrent(cell, D, H, dtype=torch.float64)
     with pytest.raises(
@@ -195,7 +197,9 @@ def test_dropout_only_in_training(cell) -> None:
     torch.testing.assert_close(train_h[:2], h[:2], rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("cell", [LSTMCell, partial(LSTMCell, layer_norm=True), GRUCell], ids=str)
+@pytest.mark.parametrize(
+    "cell", [LSTMCell, partial(LSTMCell, layer_norm=True), GRUCell], ids=["lstm", "lstm-ln", "gru"]
+)
 def test_single_layer_dropout_changes_nothing(cell) -> None:
     """Dropout sits between layers only: not on the input, the recurrence or the output."""
     rnn = Recurrent(cell, D, H, dropout=0.7)

@@ -228,6 +228,23 @@ def test_options_change_the_computation() -> None:
     assert not torch.allclose(ln(x)[0], torch.nn.GRU(D, H, dtype=torch.float64)(x)[0])
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"dropout": "0.5"}, r"dropout must be a number in \[0, 1\), got '0.5'"),
+        ({"dropout": 1.5, "num_layers": 2}, r"dropout must be a number in \[0, 1\), got 1.5"),
+        ({"num_layers": 0}, r"num_layers must be a positive integer, got 0"),
+        ({"hidden_size": -4}, r"hidden_size must be a positive integer, got -4"),
+    ],
+)
+@pytest.mark.parametrize(
+    "cls", [rnnlab.nn.RNN, rnnlab.nn.GRU, rnnlab.nn.LSTM], ids=["RNN", "GRU", "LSTM"]
+)
+def test_bad_drop_in_options(cls, kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        cls(**{"input_size": D, "hidden_size": H, **kwargs})
+
+
 def test_torch_api_surface() -> None:
     with pytest.raises(
         ValueError, match=r"proj_size=2 is not supported by rnnlab.nn.LSTM \(expected 0\)"
