@@ -170,7 +170,9 @@ def test_train_lm_smoke_through_the_real_cli(tmp_path: Path) -> None:
         assert (out / name).exists(), name
 
 
-def test_train_lm_word_level_and_one_hot(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_train_lm_word_level_one_hot_and_norm_stabilizer(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT * 3)
     argv = [
@@ -184,6 +186,8 @@ def test_train_lm_word_level_and_one_hot(tmp_path: Path, capsys: pytest.CaptureF
         "--word",
         "--vocab-size",
         "12",
+        "--norm-stabilizer",
+        "1.0",
         "--max-steps",
         "4",
         "--out",
