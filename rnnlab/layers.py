@@ -203,8 +203,11 @@ class Recurrent(nn.Module):
             )
         return lengths.long()
 
-    def _check_state(self, state: State, N: int, x: Tensor) -> None:
-        expected = (self.num_layers * self.num_directions, N, self.hidden_size)
+    def _check_state(self, state: State, N: int | None, x: Tensor) -> None:
+        """``N`` None: unbatched input, whose state is (L*K, H)."""
+        LK = self.num_layers * self.num_directions
+        expected = (LK, self.hidden_size) if N is None else (LK, N, self.hidden_size)
+        dims = "layers*directions, hidden" if N is None else "layers*directions, batch, hidden"
         parts = state if isinstance(state, tuple) else (state,)
         if self.state_is_tuple != isinstance(state, tuple) or (
             self.state_is_tuple and len(state) != 2
@@ -216,8 +219,7 @@ class Recurrent(nn.Module):
                 raise ValueError(f"state must hold tensors, got {type(p).__name__}")
             if tuple(p.shape) != expected:
                 raise ValueError(
-                    f"state shape mismatch: expected {expected} (layers*directions, batch, "
-                    f"hidden), got {tuple(p.shape)}"
+                    f"state shape mismatch: expected {expected} ({dims}), got {tuple(p.shape)}"
                 )
             if p.dtype != x.dtype:
                 raise ValueError(f"state dtype {p.dtype} does not match input dtype {x.dtype}")
@@ -259,13 +261,13 @@ class Recurrent(nn.Module):
                 steps = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
                 x = x.masked_fill((steps >= lengths.to(x.device)).unsqueeze(-1), 0.0)
         if state is not None:
+            self._check_state(state, None if unbatched else N, x)
             if unbatched:
                 state = (
                     tuple(s.unsqueeze(1) for s in state)
                     if isinstance(state, tuple)
                     else (state.unsqueeze(1))
                 )
-            self._check_state(state, N, x)
 
         out, final, states = self._forward_time_major(x, state, run_lengths)
 

@@ -145,8 +145,17 @@ def test_bad_state_for_single_tensor_cells() -> None:
     with pytest.raises(ValueError, match=r"state shape mismatch: expected \(1, 2, 4\)"):
         gru(torch.randn(2, 5, D), torch.zeros(2, H))
     # unbatched: the state is (L*K, H)
-    with pytest.raises(ValueError, match=r"state shape mismatch: expected \(1, 1, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"state shape mismatch: expected \(1, 4\) \(layers\*directions, hidden\), got "
+        r"\(1, 5\)",
+    ):
         gru(torch.randn(5, D), torch.zeros(1, H + 1))
+    with pytest.raises(ValueError, match=r"expected \(1, 4\) .*, got \(1, 1, 4\)"):
+        gru(torch.randn(5, D), torch.zeros(1, 1, H))
+    lstm = Recurrent(LSTMCell, D, H)
+    with pytest.raises(ValueError, match=r"state must hold tensors, got NoneType"):
+        lstm(torch.randn(5, D), (torch.zeros(1, H), None))
     with pytest.raises(ValueError, match=r"input size mismatch: expected last dimension 3"):
         gru(torch.randn(5, D + 2))
 
