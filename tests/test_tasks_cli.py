@@ -45,6 +45,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+def test_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["train", "classify", "--hidden", "8", "--eval-every", "2", "--no-progress"]
+    out = ["--out", str(tmp_path / "run")]
+    assert main([*argv, *out, "--max-steps", "2"]) == 0
+    assert main([*argv, *out, "--max-steps", "4", "--resume"]) == 0
+    assert json.loads((tmp_path / "run" / "test_metrics.json").read_text())["steps"] == 4
+    one_line_error([*argv, *out, "--max-steps", "6", "--resume", "--cell", "gru"], capsys, "differ")
+
+
 def test_predict(runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["predict", str(runs["classify"]), "Dostoevsky", "Smith"], capsys)
     assert code == 0

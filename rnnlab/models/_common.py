@@ -6,6 +6,7 @@ Shapes: N batch, T time, V vocabulary (or classes), H hidden size, L layers, K d
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import TypeVar
 
 import torch
@@ -61,8 +62,9 @@ def check_rnn_input(config_rnn: RecurrentConfig, input_size: int, owner: str) ->
 
 
 def config_to_dict(config: object) -> dict:
-    """A (nested) config dataclass as a JSON-serialisable dict."""
-    return dataclasses.asdict(config)
+    """A (nested) config dataclass as a JSON-serialisable dict, exactly as a checkpoint's JSON
+    reads back (tuples as lists), so that saved and current metas compare equal."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
 def config_from_dict(cls: type[C], data: dict) -> C:
