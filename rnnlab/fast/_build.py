@@ -2,16 +2,17 @@
 
 Built with ``torch.utils.cpp_extension.load`` against the torch that is running (building at
 install time in an isolated environment would compile against a different torch), into
-``$RNNLAB_CACHE`` or ``~/.cache/rnnlab``, one directory per torch version, Python version and
-CPU capability. Later processes load the cached library in milliseconds; ninja rebuilds it when a
-source file changes. Without a compiler (or ninja) :func:`load` returns False with one warning and
-the layers use the reference loop.
+``$RNNLAB_CACHE`` or ``~/.cache/rnnlab``, one directory per torch version, Python version, CPU
+capability and hash of the sources (copied there, so that checkouts at different paths share one
+build). Later processes load the cached library in a fraction of a second. Without a compiler
+(or ninja) :func:`load` returns False with one warning and the layers use the reference loop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import sys
 import warnings
@@ -87,9 +88,14 @@ def _load() -> None:
 
     capability = _capability()
     version = torch.__version__.replace("+", "_")
-    tag = f"torch{version}-py{sys.version_info[0]}{sys.version_info[1]}-{capability.lower()}"
-    build_dir = cache_dir() / "ext" / tag
-    build_dir.mkdir(parents=True, exist_ok=True)
+    sources = {name: (_HERE / name).read_bytes() for name in (*_SOURCES, "kernels.h")}
+    digest = hashlib.sha256(b"".join(sources[n] for n in sorted(sources))).hexdigest()[:12]
+    py = f"py{sys.version_info[0]}{sys.version_info[1]}"
+    # One directory per torch, Python, instruction set and source version: checkouts at other
+    # paths share a build, and two versions never rebuild over each other.
+    build_dir = cache_dir() / "ext" / f"torch{version}-{py}-{capability.lower()}-{digest}"
+    src_dir = build_dir / "src"
+    src_dir.mkdir(parents=True, exist_ok=True)
     _ninja_on_path()
     # One process at a time builds or loads; flock is released even if a process is killed,
     # unlike cpp_extension's own lock file, which we clear when we hold the flock.
@@ -99,11 +105,15 @@ def _load() -> None:
             stale = build_dir / "lock"
             if stale.exists():
                 stale.unlink()
+            for name, text in sources.items():
+                target = src_dir / name
+                if not target.exists() or target.read_bytes() != text:
+                    target.write_bytes(text)
             cpp_extension.load(
                 name="rnnlab_fast_kernels",
-                sources=[str(_HERE / s) for s in _SOURCES],
+                sources=[str(src_dir / s) for s in _SOURCES],
                 extra_cflags=_flags(capability),
-                extra_include_paths=[str(_HERE)],
+                extra_include_paths=[str(src_dir)],
                 build_directory=str(build_dir),
                 is_python_module=False,
                 verbose=bool(os.environ.get("RNNLAB_BUILD_VERBOSE")),

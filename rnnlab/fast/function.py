@@ -3,8 +3,9 @@
 :func:`cell_spec` reads a cell's kind, recurrent parameters and layer-norm epsilons; the
 Function passes them with the projected inputs to ``torch.ops.rnnlab_fast.forward`` and
 hand-derived gradients come back from ``torch.ops.rnnlab_fast.backward``. Gradients are
-first-order only (``once_differentiable``): a double backward raises a clear error; run it
-under :func:`rnnlab.fast.disabled` to differentiate twice through the reference loop.
+first-order only: a backward with ``create_graph=True`` raises a clear error (the saved
+activations are not differentiable); run the forward under :func:`rnnlab.fast.disabled` to
+differentiate twice through the reference loop.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import FunctionCtx
 
 from rnnlab.cells import AdditiveCell, ElmanCell, GRUCell, LSTMCell, MinimalGRUCell, State
 
@@ -106,10 +107,14 @@ class _Scan(torch.autograd.Function):
         return out, h_T, c_T
 
     @staticmethod
-    @once_differentiable
     def backward(
         ctx: FunctionCtx, grad_out: Tensor | None, grad_h: Tensor | None, grad_c: Tensor | None
     ) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative would be wrong
+            raise RuntimeError(
+                "rnnlab.fast computes first-order gradients only; for create_graph=True (double "
+                "backward) run the forward under `with rnnlab.fast.disabled():`"
+            )
         tensors = ctx.saved_tensors
         saved = list(tensors[: ctx.n_saved])
         h0, c0, weight_hh, *params = tensors[ctx.n_saved :]

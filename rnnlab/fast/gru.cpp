@@ -58,7 +58,7 @@ void gru_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, const
     T* ax = aux.data_ptr<T>() + s * N * H;
     if (before) {
       // r, z, and the reset state r * h_{t-1} that the second GEMM reads.
-      for (int64_t n = 0; n < N; ++n) {
+      for_rows(N, GH, [&](int64_t n) {
         const T *xn = x + n * GH, *rn = r1 + n * W1, *hpn = hp + n * H;
         T *gn = gt + n * GH, *an = ax + n * H;
         vloop<T>(H, [&](int64_t j, int64_t c) {
@@ -67,7 +67,7 @@ void gru_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, const
           st(sigmoid(ld(xn + H, j, c) + ld(rn + H, j, c)), gn + H, j, c);
           st(r * ld(hpn, j, c), an, j, c);
         });
-      }
+      });
       Tensor rh = aux.select(0, s);
       recurrent_gemm(R2, rh, w2, b2, !ln);
       if (ln) {
@@ -77,19 +77,19 @@ void gru_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, const
       }
     }
     const T* r2 = before ? R2.data_ptr<T>() : nullptr;
-    for (int64_t n = 0; n < N; ++n) {
+    for_rows(N, GH, [&](int64_t n) {
       const T *xn = x + n * GH, *hpn = hp + n * H;
       T *hn = hs + n * H, *on = o + n * H, *gn = gt + n * GH, *an = ax + n * H;
       if (!valid(t, n)) {
         std::copy(hpn, hpn + H, hn);
         std::fill(on, on + H, T(0));
-        continue;
+        return;
       }
       if (before) {
         const T* rn = r2 + n * H;
         vloop<T>(H, [&](int64_t j, int64_t c) {
           const Vec<T> z = ld(gn + H, j, c);
-          const Vec<T> nn = (ld(xn + 2 * H, j, c) + ld(rn, j, c)).tanh();
+          const Vec<T> nn = tanh_(ld(xn + 2 * H, j, c) + ld(rn, j, c));
           st(nn, gn + 2 * H, j, c);
           st(nn + z * (ld(hpn, j, c) - nn), hn, j, c);
         });
@@ -99,7 +99,7 @@ void gru_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, const
           const Vec<T> r = sigmoid(ld(xn, j, c) + ld(rn, j, c));
           const Vec<T> z = sigmoid(ld(xn + H, j, c) + ld(rn + H, j, c));
           const Vec<T> rhn = ld(rn + 2 * H, j, c);
-          const Vec<T> nn = (ld(xn + 2 * H, j, c) + r * rhn).tanh();
+          const Vec<T> nn = tanh_(ld(xn + 2 * H, j, c) + r * rhn);
           st(r, gn, j, c);
           st(z, gn + H, j, c);
           st(nn, gn + 2 * H, j, c);
@@ -108,7 +108,7 @@ void gru_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, const
         });
       }
       if (masked) std::copy(hn, hn + H, on);
-    }
+    });
   }
   Tensor hT = seq[pingpong ? (T_ - 1) % 2 : T_ - 1].clone();
   res = {out, hT, seq, gates, aux, xhat1, rstd1, xhat2, rstd2};
@@ -128,9 +128,8 @@ void gru_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
   // Gradient of the recurrent pre-activations (what the GEMMs see). Reset-before without layer
   // norm: the same as dxp. Reset-after: its n block is scaled by r.
   Tensor dR = before && !ln ? dxp : at::empty({T_, N, GH}, opts);
-  Tensor dg1 = ln ? at::zeros({W1}, opts) : Tensor();
-  Tensor dg2 = ln && before ? at::zeros({H}, opts) : Tensor();
-  Tensor db = ln && p.b_hh.defined() ? at::zeros({GH}, opts) : Tensor();
+  Tensor dg1 = partials(ln, W1, opts), dg2 = partials(ln && before, H, opts);
+  Tensor db = partials(ln && p.b_hh.defined(), GH, opts);
   Tensor w1 = before ? p.w_hh.narrow(0, 0, 2 * H) : p.w_hh;
   Tensor w2 = before ? p.w_hh.narrow(0, 2 * H, H) : Tensor();
   Tensor dh = grad_h.defined() ? grad_h.clone() : at::zeros({N, H}, opts);
@@ -139,7 +138,6 @@ void gru_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
   const uint8_t* mk = masked ? mask.data_ptr<uint8_t>() : nullptr;
   const Vec<T> one(T(1));
   auto valid = [&](int64_t t, int64_t n) { return !masked || mk[t * N + n]; };
-  T* dbp = ptr_or_null<T>(db);
 
   for (int64_t t = T_ - 1; t >= 0; --t) {
     const T* hp = t == 0 ? h0.data_ptr<T>() : seq.data_ptr<T>() + (t - 1) * N * H;
@@ -150,14 +148,14 @@ void gru_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
     T* dpv = dprev.data_ptr<T>();
     T* da = dxp.data_ptr<T>() + t * N * GH;
     T* dr = dR.data_ptr<T>() + t * N * GH;
-    for (int64_t n = 0; n < N; ++n) {
+    for_rows(N, GH, [&](int64_t n) {
       T *dan = da + n * GH, *drn = dr + n * GH, *dpn = dpv + n * H;
       const T* dcn = dc + n * H;
       if (!valid(t, n)) {  // frozen step: the gradient passes straight through
         std::fill(dan, dan + GH, T(0));
         std::fill(drn, drn + GH, T(0));
         std::copy(dcn, dcn + H, dpn);
-        continue;
+        return;
       }
       const T *gon = go ? go + n * H : nullptr, *hpn = hp + n * H, *gn = gt + n * GH;
       const T* an = ax + n * H;
@@ -183,20 +181,21 @@ void gru_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
       if (ln && before) {
         ln_row_backward<T>(drn + 2 * H, xhat2.data_ptr<T>() + (t * N + n) * H,
                            rstd2.data_ptr<T>()[t * N + n], H, p.g_hn.data_ptr<T>(),
-                           dg2.data_ptr<T>(), dbp ? dbp + 2 * H : nullptr, drn + 2 * H);
+                           mine<T>(dg2), db.defined() ? mine<T>(db) + 2 * H : nullptr,
+                           drn + 2 * H);
       } else if (ln) {
         ln_row_backward<T>(drn, xhat1.data_ptr<T>() + (t * N + n) * GH,
                            rstd1.data_ptr<T>()[t * N + n], GH, p.g_hh.data_ptr<T>(),
-                           dg1.data_ptr<T>(), dbp, drn);
+                           mine<T>(dg1), mine<T>(db), drn);
       }
-    }
+    });
     Tensor dR_t = dR.select(0, t);
     if (before) {
       // Through the second GEMM to the reset state r * h_{t-1}, then to r and h_{t-1}.
       at::mm_out(drh, dR_t.narrow(1, 2 * H, H), w2);
       const T* d_rh = drh.data_ptr<T>();
-      for (int64_t n = 0; n < N; ++n) {
-        if (!valid(t, n)) continue;
+      for_rows(N, GH, [&](int64_t n) {
+        if (!valid(t, n)) return;
         const T *hpn = hp + n * H, *gn = gt + n * GH, *drhn = d_rh + n * H;
         T *dan = da + n * GH, *drn = dr + n * GH, *dpn = dpv + n * H;
         vloop<T>(H, [&](int64_t j, int64_t c) {
@@ -212,9 +211,9 @@ void gru_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
         if (ln) {
           ln_row_backward<T>(drn, xhat1.data_ptr<T>() + (t * N + n) * W1,
                              rstd1.data_ptr<T>()[t * N + n], W1, p.g_hh.data_ptr<T>(),
-                             dg1.data_ptr<T>(), dbp, drn);
+                             mine<T>(dg1), mine<T>(db), drn);
         }
-      }
+      });
       dprev.addmm_(dR_t.narrow(1, 0, 2 * H), w1);
     } else {
       dprev.addmm_(dR_t, p.w_hh);
@@ -229,8 +228,8 @@ void gru_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
   } else {
     dW = weight_grad(dR, h0, seq);
   }
-  if (p.b_hh.defined() && !ln) db = sum_tn(dR);
-  res = {dxp, dh, dW, db, dg1, dg2};
+  db = p.b_hh.defined() && !ln ? sum_tn(dR) : reduce(db);
+  res = {dxp, dh, dW, db, reduce(dg1), reduce(dg2)};
 }
 
 }  // namespace

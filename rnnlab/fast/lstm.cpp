@@ -63,7 +63,7 @@ void lstm_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, cons
     T* o = out.data_ptr<T>() + t * N * H;
     T* gt = gates.data_ptr<T>() + s * N * GH;
     T* tct = tc.data_ptr<T>() + s * N * H;
-    for (int64_t n = 0; n < N; ++n) {
+    for_rows(N, GH, [&](int64_t n) {
       const T *xn = x + n * GH, *rn = r + n * GH, *cpn = cp + n * H, *hpn = hp + n * H;
       T *hn = hs + n * H, *cn = cc + n * H, *on = o + n * H, *gn = gt + n * GH;
       T* tcn = tct + n * H;
@@ -71,7 +71,7 @@ void lstm_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, cons
         std::copy(hpn, hpn + H, hn);
         std::copy(cpn, cpn + H, cn);
         std::fill(on, on + H, T(0));
-        continue;
+        return;
       }
       auto a = [&](int64_t block, int64_t j, int64_t c) {
         return ld(xn + block, j, c) + ld(rn + block, j, c);
@@ -82,7 +82,7 @@ void lstm_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, cons
         Vec<T> ai = a(off.i, j, c);
         if (peep) ai = ai + ld(pi, j, c) * cprev;
         const Vec<T> i = sigmoid(ai);
-        const Vec<T> g = a(off.g, j, c).tanh();
+        const Vec<T> g = tanh_(a(off.g, j, c));
         Vec<T> cnew;
         if (forget) {
           Vec<T> af = a(off.f, j, c);
@@ -100,7 +100,7 @@ void lstm_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, cons
           Vec<T> ao = a(off.o, j, c);
           if (peep) ao = ao + ld(po, j, c) * cnew;
           const Vec<T> og = sigmoid(ao);
-          const Vec<T> th = cnew.tanh();
+          const Vec<T> th = tanh_(cnew);
           st(og, gn + off.o, j, c);
           st(th, tcn, j, c);
           st(og * th, hn, j, c);
@@ -114,14 +114,14 @@ void lstm_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, cons
           Vec<T> ao = a(off.o, j, c);
           if (peep) ao = ao + ld(po, j, c) * ld(cn, j, c);
           const Vec<T> og = sigmoid(ao);
-          const Vec<T> th = ld(tcn, j, c).tanh();
+          const Vec<T> th = tanh_(ld(tcn, j, c));
           st(og, gn + off.o, j, c);
           st(th, tcn, j, c);
           st(og * th, hn, j, c);
         });
       }
       if (masked) std::copy(hn, hn + H, on);
-    }
+    });
   }
   Tensor hT = seq[hping ? (T_ - 1) % 2 : T_ - 1].clone();
   Tensor cT = cs[pingpong ? (T_ - 1) % 2 : T_ - 1].clone();
@@ -141,10 +141,8 @@ void lstm_backward_impl(const Params& p, const std::vector<Tensor>& saved, const
   const Offsets off(forget, H);
   Tensor dxp = at::empty({T_, N, GH}, opts);
   Tensor dR = ln ? at::empty({T_, N, GH}, opts) : dxp;
-  Tensor dg = ln ? at::zeros({GH}, opts) : Tensor();
-  Tensor db = ln && p.b_hh.defined() ? at::zeros({GH}, opts) : Tensor();
-  Tensor dgc = lnc ? at::zeros({H}, opts) : Tensor();
-  Tensor dbc = lnc && p.b_c.defined() ? at::zeros({H}, opts) : Tensor();
+  Tensor dg = partials(ln, GH, opts), db = partials(ln && p.b_hh.defined(), GH, opts);
+  Tensor dgc = partials(lnc, H, opts), dbc = partials(lnc && p.b_c.defined(), H, opts);
   Tensor dh = grad_h.defined() ? grad_h.clone() : at::zeros({N, H}, opts);
   Tensor dc = grad_c.defined() ? grad_c.clone() : at::zeros({N, H}, opts);
   Tensor dph = at::empty({N, H}, opts), dpc = at::empty({N, H}, opts);
@@ -161,7 +159,7 @@ void lstm_backward_impl(const Params& p, const std::vector<Tensor>& saved, const
     T *dphp = dph.data_ptr<T>(), *dpcp = dpc.data_ptr<T>();
     T* da = dxp.data_ptr<T>() + t * N * GH;
     T* dr = dR.data_ptr<T>() + t * N * GH;
-    for (int64_t n = 0; n < N; ++n) {
+    for_rows(N, GH, [&](int64_t n) {
       T *dan = da + n * GH, *dphn = dphp + n * H, *dpcn = dpcp + n * H;
       const T *dhn = dhp + n * H, *dcn = dcp + n * H;
       if (masked && !mk[t * N + n]) {  // frozen step: the gradient passes straight through
@@ -169,7 +167,7 @@ void lstm_backward_impl(const Params& p, const std::vector<Tensor>& saved, const
         if (ln) std::fill(dr + n * GH, dr + (n + 1) * GH, T(0));
         std::copy(dhn, dhn + H, dphn);
         std::copy(dcn, dcn + H, dpcn);
-        continue;
+        return;
       }
       const T *gon = go ? go + n * H : nullptr, *gn = gt + n * GH, *tcn = tct + n * H;
       const T* cpn = cp + n * H;
@@ -185,7 +183,7 @@ void lstm_backward_impl(const Params& p, const std::vector<Tensor>& saved, const
       if (lnc) {
         ln_row_backward<T>(dpcn, chat.data_ptr<T>() + (t * N + n) * H,
                            rstdc.data_ptr<T>()[t * N + n], H, p.g_c.data_ptr<T>(),
-                           dgc.data_ptr<T>(), ptr_or_null<T>(dbc), dpcn);
+                           mine<T>(dgc), mine<T>(dbc), dpcn);
       }
       // Pass 2: dc_t in full, then i, f, g and dc_{t-1}.
       vloop<T>(H, [&](int64_t j, int64_t c) {
@@ -209,9 +207,9 @@ void lstm_backward_impl(const Params& p, const std::vector<Tensor>& saved, const
       if (ln) {
         ln_row_backward<T>(dan, xhat.data_ptr<T>() + (t * N + n) * GH,
                            rstd.data_ptr<T>()[t * N + n], GH, p.g_hh.data_ptr<T>(),
-                           dg.data_ptr<T>(), ptr_or_null<T>(db), dr + n * GH);
+                           mine<T>(dg), mine<T>(db), dr + n * GH);
       }
-    }
+    });
     if (masked) {
       dph.addmm_(dR.select(0, t), p.w_hh);
     } else {
@@ -221,7 +219,7 @@ void lstm_backward_impl(const Params& p, const std::vector<Tensor>& saved, const
     std::swap(dc, dpc);
   }
   Tensor dW = weight_grad(dR, h0, seq);
-  if (p.b_hh.defined() && !ln) db = sum_tn(dxp);
+  db = p.b_hh.defined() && !ln ? sum_tn(dxp) : reduce(db);
   Tensor dpi, dpf, dpo;
   if (peep) {
     // Sum over steps of (gate gradient) * (the c the peephole looked at).
@@ -235,7 +233,7 @@ void lstm_backward_impl(const Params& p, const std::vector<Tensor>& saved, const
     if (forget) dpf = with_prev(off.f);
     dpo = sum_tn(dxp.narrow(2, off.o, H) * cs);
   }
-  res = {dxp, dh, dc, dW, db, dg, dpi, dpf, dpo, dgc, dbc};
+  res = {dxp, dh, dc, dW, db, reduce(dg), dpi, dpf, dpo, reduce(dgc), reduce(dbc)};
 }
 
 }  // namespace

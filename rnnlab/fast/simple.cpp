@@ -46,7 +46,7 @@ void simple_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, co
     T* hs = seq.data_ptr<T>() + (pingpong ? t % 2 : t) * N * H;
     T* o = out.data_ptr<T>() + t * N * H;
     T* ac = act_width ? act.data_ptr<T>() + (save ? t : 0) * N * act_width : nullptr;
-    for (int64_t n = 0; n < N; ++n) {
+    for_rows(N, GH, [&](int64_t n) {
       const T* xn = x + n * GH;
       const T* rn = r + n * GH;
       const T* hpn = hp + n * H;
@@ -55,17 +55,17 @@ void simple_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, co
       if (masked && !mk[t * N + n]) {
         std::copy(hpn, hpn + H, hn);
         std::fill(on, on + H, T(0));
-        continue;
+        return;
       }
       if (kind == kElmanTanh || kind == kElmanRelu) {
         vloop<T>(H, [&](int64_t j, int64_t c) {
           const Vec<T> a = ld(xn, j, c) + ld(rn, j, c);
-          st(kind == kElmanTanh ? a.tanh() : at::vec::maximum(a, zero), hn, j, c);
+          st(kind == kElmanTanh ? tanh_(a) : at::vec::maximum(a, zero), hn, j, c);
         });
       } else if (kind == kAdditive) {
         T* gn = ac + n * H;
         vloop<T>(H, [&](int64_t j, int64_t c) {
-          const Vec<T> g = (ld(xn, j, c) + ld(rn, j, c)).tanh();
+          const Vec<T> g = tanh_(ld(xn, j, c) + ld(rn, j, c));
           st(g, gn, j, c);
           st(ld(hpn, j, c) + g, hn, j, c);
         });
@@ -73,7 +73,7 @@ void simple_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, co
         T* un = ac + n * 2 * H;
         vloop<T>(H, [&](int64_t j, int64_t c) {
           const Vec<T> u = sigmoid(ld(xn, j, c) + ld(rn, j, c));
-          const Vec<T> cand = (ld(xn + H, j, c) + ld(rn + H, j, c)).tanh();
+          const Vec<T> cand = tanh_(ld(xn + H, j, c) + ld(rn + H, j, c));
           const Vec<T> h = ld(hpn, j, c);
           st(u, un, j, c);
           st(cand, un + H, j, c);
@@ -81,7 +81,7 @@ void simple_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, co
         });
       }
       if (masked) std::copy(hn, hn + H, on);
-    }
+    });
   }
   Tensor hT = seq[pingpong ? (T_ - 1) % 2 : T_ - 1].clone();
   res = {out, hT, seq, act, xhat, rstd};
@@ -104,8 +104,7 @@ void simple_backward_impl(const Params& p, const std::vector<Tensor>& saved, con
   const bool direct = !elman || masked;
   Tensor dxp = at::empty({T_, N, GH}, opts);
   Tensor dR = ln ? at::empty({T_, N, GH}, opts) : dxp;
-  Tensor dg = ln ? at::zeros({GH}, opts) : Tensor();
-  Tensor db = ln && p.b_hh.defined() ? at::zeros({GH}, opts) : Tensor();
+  Tensor dg = partials(ln, GH, opts), db = partials(ln && p.b_hh.defined(), GH, opts);
   Tensor dh = grad_h.defined() ? grad_h.clone() : at::zeros({N, H}, opts);
   Tensor dprev = at::empty({N, H}, opts);
   const uint8_t* mk = masked ? mask.data_ptr<uint8_t>() : nullptr;
@@ -121,7 +120,7 @@ void simple_backward_impl(const Params& p, const std::vector<Tensor>& saved, con
     T* dpv = dprev.data_ptr<T>();
     T* da = dxp.data_ptr<T>() + t * N * GH;
     T* dr = dR.data_ptr<T>() + t * N * GH;
-    for (int64_t n = 0; n < N; ++n) {
+    for_rows(N, GH, [&](int64_t n) {
       T* dan = da + n * GH;
       const T* dcn = dc + n * H;
       T* dpn = dpv + n * H;
@@ -129,7 +128,7 @@ void simple_backward_impl(const Params& p, const std::vector<Tensor>& saved, con
         std::fill(dan, dan + GH, T(0));
         if (ln) std::fill(dr + n * GH, dr + (n + 1) * GH, T(0));
         std::copy(dcn, dcn + H, dpn);
-        continue;
+        return;
       }
       const T* gon = go ? go + n * H : nullptr;
       const T* hpn = hp + n * H;
@@ -158,10 +157,10 @@ void simple_backward_impl(const Params& p, const std::vector<Tensor>& saved, con
       });
       if (ln) {
         ln_row_backward<T>(dan, xhat.data_ptr<T>() + (t * N + n) * GH, rstd.data_ptr<T>()[t * N + n], GH,
-                           p.g_hh.data_ptr<T>(), dg.data_ptr<T>(), ptr_or_null<T>(db),
+                           p.g_hh.data_ptr<T>(), mine<T>(dg), mine<T>(db),
                            dr + n * GH);
       }
-    }
+    });
     if (direct) {
       dprev.addmm_(dR[t], p.w_hh);
     } else {
@@ -170,8 +169,8 @@ void simple_backward_impl(const Params& p, const std::vector<Tensor>& saved, con
     std::swap(dh, dprev);
   }
   Tensor dW = weight_grad(dR, h0, seq);
-  if (p.b_hh.defined() && !ln) db = sum_tn(dxp);
-  res = {dxp, dh, dW, db, dg};
+  db = p.b_hh.defined() && !ln ? sum_tn(dxp) : reduce(db);
+  res = {dxp, dh, dW, db, reduce(dg)};
 }
 
 }  // namespace
