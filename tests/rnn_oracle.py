@@ -7,11 +7,14 @@ cannot hide in it. Shapes: N batch, T time, D input size, H hidden size, L layer
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from functools import partial
 
 import torch
 from torch import Tensor, nn
 
+from rnnlab import fast
 from rnnlab.cells import AdditiveCell, ElmanCell, GRUCell, LSTMCell, MinimalGRUCell, RecurrentCell
 from rnnlab.layers import Recurrent
 
@@ -33,6 +36,18 @@ CELL_KINDS = {
     "peephole": partial(LSTMCell, peephole=True, forget_bias=None),
     "peephole-nofg": partial(LSTMCell, peephole=True, forget_gate=False, forget_bias=None),
 }
+
+#: The two dispatches a layer test runs under: "fast" is the default (rnnlab's C++ loop where it
+#: applies, else torch's kernel or the reference); "reference" turns rnnlab.fast off (rnnlab's
+#: readable Python loop, or torch's kernel for cells that are exactly torch's).
+PATHS = ["fast", "reference"]
+
+
+@contextlib.contextmanager
+def on_path(path: str) -> Iterator[None]:
+    with fast.disabled() if path == "reference" else contextlib.nullcontext():
+        yield
+
 
 #: (layer_norm, bias) for every cell.
 OPTIONS = [(ln, bias) for ln in (False, True) for bias in (True, False)]

@@ -3,15 +3,23 @@ parameter, for every cell and option, with lengths and both directions for some.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
-from rnn_oracle import CELL_KINDS, OPTIONS, option_id, randomize
+from rnn_oracle import CELL_KINDS, OPTIONS, PATHS, on_path, option_id, randomize
 from torch.autograd import gradcheck
 from torch.func import functional_call
 
 from rnnlab.layers import Recurrent
 
 F64 = torch.float64
+
+
+@pytest.fixture(params=PATHS)
+def path(request: pytest.FixtureRequest) -> Iterator[str]:
+    with on_path(request.param):
+        yield request.param
 
 
 def _check(rnn: Recurrent, N: int, T: int, lengths: list[int] | None = None) -> None:
@@ -37,14 +45,21 @@ def _check(rnn: Recurrent, N: int, T: int, lengths: list[int] | None = None) -> 
 
 @pytest.mark.parametrize(("ln", "bias"), OPTIONS, ids=[option_id(*o) for o in OPTIONS])
 @pytest.mark.parametrize("kind", list(CELL_KINDS))
-def test_gradcheck_every_cell_and_option(kind: str, ln: bool, bias: bool) -> None:
+def test_gradcheck_every_cell_and_option(kind: str, ln: bool, bias: bool, path: str) -> None:
     cell = CELL_KINDS[kind]
     rnn = Recurrent(lambda d, h, **kw: cell(d, h, bias=bias, layer_norm=ln, **kw), 2, 2, dtype=F64)
     _check(rnn, N=2, T=3)
 
 
-@pytest.mark.parametrize("kind", list(CELL_KINDS))
-def test_gradcheck_bidirectional_stacked_with_lengths(kind: str) -> None:
+# Every cell on the default dispatch; on the reference path (rnnlab.fast off) only a few cells
+# that run rnnlab's Python loop there, to keep the suite fast.
+BIDIRECTIONAL_CASES = [("fast", kind) for kind in CELL_KINDS] + [
+    ("reference", kind) for kind in ("gru-before", "peephole-nofg", "minimal-gru")
+]
+
+
+@pytest.mark.parametrize(("path", "kind"), BIDIRECTIONAL_CASES, indirect=["path"])
+def test_gradcheck_bidirectional_stacked_with_lengths(kind: str, path: str) -> None:
     ln = kind in ("gru-before", "peephole", "additive")  # LN on some, both paths covered
     cell = CELL_KINDS[kind]
     rnn = Recurrent(

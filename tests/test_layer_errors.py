@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
 
 import pytest
 import torch
-from rnn_oracle import randomize
+from rnn_oracle import PATHS, on_path, randomize
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from rnnlab.cells import AdditiveCell, GRUCell, LSTMCell
 from rnnlab.layers import Recurrent
 
 D, H = 3, 4
+
+
+@pytest.fixture(params=PATHS)
+def path(request: pytest.FixtureRequest) -> Iterator[str]:
+    with on_path(request.param):
+        yield request.param
 
 
 def _lstm(**kw) -> Recurrent:
@@ -184,7 +191,7 @@ def test_bad_layer_options(kwargs: dict, match: str) -> None:
 @pytest.mark.parametrize(
     "cell", [LSTMCell, partial(LSTMCell, peephole=True)], ids=["kernel-cell", "rnnlab-loop"]
 )
-def test_dropout_only_in_training(cell) -> None:
+def test_dropout_only_in_training(cell, path: str) -> None:
     rnn = Recurrent(cell, D, H, num_layers=3, dropout=0.5, bidirectional=True)
     plain = Recurrent(cell, D, H, num_layers=3, bidirectional=True)
     plain.load_state_dict(rnn.state_dict())
@@ -209,7 +216,7 @@ def test_dropout_only_in_training(cell) -> None:
 @pytest.mark.parametrize(
     "cell", [LSTMCell, partial(LSTMCell, layer_norm=True), GRUCell], ids=["lstm", "lstm-ln", "gru"]
 )
-def test_single_layer_dropout_changes_nothing(cell) -> None:
+def test_single_layer_dropout_changes_nothing(cell, path: str) -> None:
     """Dropout sits between layers only: not on the input, the recurrence or the output."""
     rnn = Recurrent(cell, D, H, dropout=0.7)
     x = torch.randn(2, 5, D)
@@ -223,7 +230,7 @@ def test_single_layer_dropout_changes_nothing(cell) -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_dropout_is_on_the_outputs_of_lower_layers() -> None:
+def test_dropout_is_on_the_outputs_of_lower_layers(path: str) -> None:
     """rnnlab's own loop: exactly ``layer1(dropout(layer0(x)))``, with the same random mask."""
     cell = partial(AdditiveCell, layer_norm=True)
     rnn = randomize(Recurrent(cell, D, H, num_layers=2, dropout=0.5), 0.5).train()

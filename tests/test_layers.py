@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rnn_oracle import CELL_KINDS, naive_recurrent, randomize
+from rnn_oracle import CELL_KINDS, PATHS, naive_recurrent, on_path, randomize
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.cells import ElmanCell, GRUCell, LSTMCell
@@ -17,6 +18,12 @@ from rnnlab.layers import Recurrent, flip_valid
 F64 = torch.float64
 D, H = 3, 4
 TOL = {"rtol": 1e-12, "atol": 1e-12}
+
+
+@pytest.fixture(params=PATHS)
+def path(request: pytest.FixtureRequest) -> Iterator[str]:
+    with on_path(request.param):
+        yield request.param
 
 
 def _rnn(kind: str, ln: bool = False, num_layers: int = 2, bidirectional: bool = True, **kw):
@@ -61,7 +68,7 @@ KINDS_LN_IDS = [k + ("-ln" if ln else "") for k, ln in KINDS_LN]
 
 
 @pytest.mark.parametrize(("kind", "ln"), KINDS_LN, ids=KINDS_LN_IDS)
-def test_stacked_bidirectional_matches_oracle(kind: str, ln: bool) -> None:
+def test_stacked_bidirectional_matches_oracle(kind: str, ln: bool, path: str) -> None:
     rnn = _rnn(kind, ln, num_layers=2, bidirectional=True)
     x, s0 = torch.randn(2, 4, D, dtype=F64), _state(rnn, 2)
     out, final = rnn(x, s0)
@@ -72,7 +79,7 @@ def test_stacked_bidirectional_matches_oracle(kind: str, ln: bool) -> None:
 
 
 @pytest.mark.parametrize(("kind", "ln"), KINDS_LN, ids=KINDS_LN_IDS)
-def test_lengths_match_each_sequence_alone(kind: str, ln: bool) -> None:
+def test_lengths_match_each_sequence_alone(kind: str, ln: bool, path: str) -> None:
     """Padded batch with lengths == each sequence run alone, unpadded, by the oracle loop:
     the reverse direction reverses only the valid part, outputs past the length are exactly
     zero, the final state is the state at each sequence's own last step."""
@@ -115,7 +122,7 @@ def test_padded_batch_equals_each_alone(kind: str, lengths: list[int], bidirecti
 
 @pytest.mark.parametrize("kind", ["lstm", "gru-after", "elman-tanh", "peephole", "additive"])
 @pytest.mark.parametrize("enforce_sorted", [False, True])
-def test_packed_sequence_equals_lengths(kind: str, enforce_sorted: bool) -> None:
+def test_packed_sequence_equals_lengths(kind: str, enforce_sorted: bool, path: str) -> None:
     rnn = _rnn(kind, num_layers=2, bidirectional=True)
     lengths = torch.tensor([5, 4, 2] if enforce_sorted else [2, 5, 4])
     x, s0 = torch.randn(3, 5, D, dtype=F64), _state(rnn, 3)
@@ -163,7 +170,7 @@ def test_return_states(kind: str) -> None:
 
 
 @pytest.mark.parametrize(("kind", "ln"), KINDS_LN, ids=KINDS_LN_IDS)
-def test_chunked_equals_whole(kind: str, ln: bool) -> None:
+def test_chunked_equals_whole(kind: str, ln: bool, path: str) -> None:
     """Two chunks with the final state carried == the whole sequence (outputs, final state)."""
     rnn = _rnn(kind, ln, num_layers=2, bidirectional=False)
     x, s0 = torch.randn(2, 5, D, dtype=F64), _state(rnn, 2)
@@ -219,7 +226,7 @@ def _manual_loop(rnn: Recurrent, x, state, lengths=None):
     ids=["lstm", "lstm-nobias", "gru", "elman-tanh", "elman-relu"],
 )
 @pytest.mark.parametrize("lengths", [None, [4, 2, 3]], ids=["full", "lengths"])
-def test_standard_cells_layer_equals_cell_loop(cell, lengths) -> None:
+def test_standard_cells_layer_equals_cell_loop(cell, lengths, path: str) -> None:
     """The layer (torch's fused kernel for these cells) == a loop over the cell's own step."""
     rnn = randomize(Recurrent(cell, D, H, num_layers=3, batch_first=False, dtype=F64))
     x = torch.randn(4, 3, D, dtype=F64)
@@ -263,7 +270,7 @@ def test_flip_valid_reverses_only_the_valid_part() -> None:
 
 
 @pytest.mark.parametrize("kind", ["lstm", "peephole", "additive", "gru-before"])
-def test_non_finite_padding_changes_nothing(kind: str) -> None:
+def test_non_finite_padding_changes_nothing(kind: str, path: str) -> None:
     """As with torch's packed kernels, padding (even NaN or inf) never reaches a cell: not the
     outputs, not the final state, not the gradients."""
     rnn = _rnn(kind, ln=kind == "additive", num_layers=2, bidirectional=True)
@@ -283,7 +290,7 @@ def test_non_finite_padding_changes_nothing(kind: str) -> None:
             torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_gradients_do_not_leak_from_padding() -> None:
+def test_gradients_do_not_leak_from_padding(path: str) -> None:
     rnn = _rnn("peephole", num_layers=2, bidirectional=True)
     x = torch.randn(2, 4, D, dtype=F64, requires_grad=True)
     out, (h, c) = rnn(x, lengths=[4, 2])

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from functools import partial
 
 import pytest
 import torch
-from rnn_oracle import naive_recurrent, randomize
+from rnn_oracle import PATHS, naive_recurrent, on_path, randomize
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 import rnnlab.nn
@@ -23,6 +24,12 @@ PAIRS = {
     "lstm": (rnnlab.nn.LSTM, torch.nn.LSTM),
 }
 TOLS = {torch.float32: 1e-5, torch.float64: 1e-10}
+
+
+@pytest.fixture(params=PATHS)
+def path(request: pytest.FixtureRequest) -> Iterator[str]:
+    with on_path(request.param):
+        yield request.param
 
 
 def _parts(state) -> tuple:
@@ -180,7 +187,7 @@ EXTRAS = {
 
 
 @pytest.mark.parametrize("name", list(EXTRAS))
-def test_non_standard_options_equal_oracle(name: str) -> None:
+def test_non_standard_options_equal_oracle(name: str, path: str) -> None:
     factory, extra = EXTRAS[name]
     m = randomize(factory(D, H, num_layers=2, bidirectional=True, dtype=torch.float64))
     keys = list(m.state_dict())
