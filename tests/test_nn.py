@@ -148,16 +148,25 @@ def test_parity_unbatched(kind: str) -> None:
     assert out.shape == (T, 2 * H) and _parts(final)[0].shape == (4, H)
 
 
-def test_dropout_training_parity_with_torch() -> None:
-    theirs = torch.nn.LSTM(D, H, num_layers=3, dropout=0.4)
-    ours = rnnlab.nn.LSTM(D, H, num_layers=3, dropout=0.4)
+@pytest.mark.parametrize("kind", list(PAIRS))
+def test_dropout_training_parity_with_torch(kind: str) -> None:
+    """With rnnlab.fast off, standard drop-ins run torch's kernel: the same dropout masks."""
+    ours_cls, torch_cls = PAIRS[kind]
+    theirs = torch_cls(D, H, num_layers=3, dropout=0.4)
+    ours = ours_cls(D, H, num_layers=3, dropout=0.4)
     ours.load_state_dict(theirs.state_dict())
     x = torch.randn(T, N, D)
-    torch.manual_seed(3)
-    out, _ = ours(x)
+    with on_path("reference"):
+        torch.manual_seed(3)
+        out, _ = ours(x)
     torch.manual_seed(3)
     ref, _ = theirs(x)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.manual_seed(4)
+    assert not torch.allclose(theirs(x)[0], ref)
+
+
+def test_dropout_warning_for_one_layer() -> None:
     with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
         rnnlab.nn.GRU(D, H, dropout=0.5)
 
