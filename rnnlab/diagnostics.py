@@ -256,7 +256,7 @@ def step_jacobians(cell: RecurrentCell, inputs: list[Tensor], states: list[State
             return _flatten(cell._gates(xp, s_in)[1])[0]
 
         s0 = _flatten(state).detach()
-        jac = torch.autograd.functional.jacobian(f, s0)  # (S, 1, S)
+        jac = torch.autograd.functional.jacobian(f, s0, vectorize=True)  # (S, 1, S)
         jacobians.append(jac[:, 0].double())
     return torch.stack(jacobians)
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from rnnlab import CELLS, LSTMCell
+from rnnlab.cli import main
 from rnnlab.experiments import run_experiment
 from rnnlab.experiments.seeds import (
     SeedEnsemble,
@@ -124,6 +125,32 @@ def test_latch_first_input_is_the_bit():
 
 
 # -- experiments: their claims in the small settings ---------------------------------------
+def test_latch_a_linear_memory_path_succeeds_where_elman_fails(tmp_path):
+    """Plain gradient descent on the latch at T = 20: the cells whose state has an undecayed
+    linear path (the original LSTM's constant error carousel, the additive cell) learn to hold
+    the bit from (nearly) every seed; the Elman network from (nearly) none."""
+    result = run_experiment("latch", "test", tmp_path)
+    p = {r["cell"]: r["p_success"] for r in result.rows}
+    assert p["elman"] <= 0.25
+    assert p["lstm-nofg"] >= 0.75 and p["additive"] >= 0.75
+    assert {r["seeds"] for r in result.rows} == {8}
+    assert (tmp_path / "latch.png").stat().st_size > 0
+
+
+def test_adding_and_copy_report_against_their_baselines(tmp_path):
+    adding = run_experiment("adding", "test", tmp_path / "adding")
+    for r in adding.rows:
+        assert r["baseline"] == pytest.approx(1 / 6)
+        assert 0 <= r["mse_min"] <= r["mse_median"] <= r["mse_max"] < 2 * r["baseline"]
+    copy = run_experiment("copy", "test", tmp_path / "copy")
+    for r in copy.rows:
+        assert r["baseline"] == pytest.approx(10 * math.log(8) / 30)
+        assert 0 < r["ce_median"] < 3 * r["baseline"]
+    assert (tmp_path / "adding" / "adding.png").exists() and (
+        tmp_path / "copy" / "copy.png"
+    ).exists()
+
+
 def test_gradients_vanish_for_elman_not_lstm(tmp_path):
     result = run_experiment("gradients", "test", tmp_path)
     rows = {(r["cell"], r["state"]): r for r in result.rows}
@@ -146,3 +173,80 @@ def test_clipping_prevents_non_finite_steps(tmp_path):
     assert rows["no clipping"]["nonfinite_steps"] > 0
     assert rows["clip 1"]["nonfinite_steps"] == 0
     assert math.isfinite(rows["clip 1"]["final_test_mse_median"])
+
+
+def test_compare_runs_every_cell_on_every_task_at_equal_size(tmp_path):
+    result = run_experiment("compare", "test", tmp_path)
+    cells = ("elman", "lstm", "mut1")
+    budgets = {"lm": 8000, "adding": 600, "names": 4000}
+    for task, budget in budgets.items():
+        rows = [r for r in result.rows if r["task"] == task]
+        assert [r["cell"] for r in rows] == list(cells)
+        assert sorted(r["rank"] for r in rows) == [1, 2, 3]
+        for r in rows:  # equal parameter counts (H is an integer: within 10% at these sizes)
+            assert abs(r["params"] - budget) <= 0.1 * budget, (task, r)
+            assert math.isfinite(r["mean"]) and r["seeds"] == 2
+    lm = {r["cell"]: r["mean"] for r in result.rows if r["task"] == "lm"}
+    assert all(3.0 < v < 7.0 for v in lm.values())  # bits/char: learning has begun (log2 V ~ 5.9)
+    assert len(result.data["per_seed"]) == 3 * 3 * 2
+    assert (tmp_path / "compare.png").stat().st_size > 0
+
+
+def test_regularizers_stabilizer_steadies_the_hidden_norm(tmp_path):
+    result = run_experiment("regularizers", "test", tmp_path)
+    assert [r["arm"] for r in result.rows] == ["lstm beta=0", "lstm beta=50", "lstm layer norm"]
+    runs = {r["arm"]: r for r in result.data["runs"]}
+
+    def wobble(norms):  # the stabilizer's own target: mean |(||h_t|| - ||h_{t-1}||)|
+        return sum(abs(a - b) for a, b in zip(norms[1:], norms[:-1])) / (len(norms) - 1)
+
+    assert wobble(runs["lstm beta=50"]["norms"]) < wobble(runs["lstm beta=0"]["norms"])
+    for r in result.rows:
+        assert math.isfinite(r["val_loss"]) and r["val_loss"] < math.log(65)
+        assert math.isfinite(r["drift"])
+
+
+# -- the command line ----------------------------------------------------------------------
+def test_cli_runs_the_quick_clipping_experiment(tmp_path, capsys):
+    assert main(["experiment", "clipping", "--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "no clipping" in out and "non-finite steps" in out
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["setting"] == "quick"
+    rows = {r["arm"]: r for r in saved["rows"]}
+    assert rows["no clipping"]["nonfinite_steps"] > 0 and rows["clip 1"]["nonfinite_steps"] == 0
+    assert (tmp_path / "results.csv").read_text().startswith("arm,nonfinite_steps")
+    assert (tmp_path / "clipping.png").stat().st_size > 0
+
+
+def test_cli_runs_the_quick_regularizers_experiment(tmp_path, capsys):
+    assert main(["experiment", "regularizers", "--quick", "--out", str(tmp_path)]) == 0
+    assert "lstm layer norm" in capsys.readouterr().out
+    assert (tmp_path / "regularizers.png").stat().st_size > 0
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["experiment", "latch", "--seeds", "0", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rnnlab: error:") and "--seeds" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main(["experiment", "no-such-experiment"])
+
+
+def test_cli_diagnose_a_language_model_checkpoint(tmp_path, capsys):
+    from rnnlab.checkpoint import save_checkpoint
+    from rnnlab.data.text import CharVocab, read_corpus
+    from rnnlab.models.lm import RNNLM, LMConfig
+
+    vocab = CharVocab.from_text(read_corpus())
+    model = RNNLM(LMConfig(len(vocab), "gru", 16, 2, 8, dropout=0.0))
+    save_checkpoint(tmp_path / "run" / "best", model, {**model.to_meta(), "vocab": vocab.to_meta()})
+    assert main(["diagnose", str(tmp_path / "run"), "--length", "30", "--batch", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "layer0" in out and "layer1" in out and "gates" in out
+    report = json.loads((tmp_path / "run" / "diagnostics" / "diagnostics.json").read_text())
+    flow = report["gradient_flow"]["layer0"]["norms_by_lag"]
+    assert len(flow) == 30 and flow[0] > 0
+    assert set(report["gates"]["layer1"]) == {"r", "z"}
+    for name in ("gradient_flow.png", "jacobians.png", "gates_layer0.png"):
+        assert (tmp_path / "run" / "diagnostics" / name).stat().st_size > 0

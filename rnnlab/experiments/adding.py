@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnlab.experiments.results import Result, config_dict, pyplot, save_figure
+from rnnlab.experiments.results import Result, config_dict, line_style, pyplot, save_figure
 from rnnlab.experiments.seeds import TrainSettings
 from rnnlab.experiments.synthetic import LECTURE_CELLS, sweep
 from rnnlab.experiments.tasks import Adding
@@ -82,11 +82,11 @@ def run(config: AddingConfig, out_dir: Path) -> Result:
     ]
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for cell in config.cells:
+    for i, cell in enumerate(config.cells):
         med = [by[(cell, T)]["mse_median"] for T in config.lengths]
         lo = [by[(cell, T)]["mse_min"] for T in config.lengths]
         hi = [by[(cell, T)]["mse_max"] for T in config.lengths]
-        (line,) = ax.plot(config.lengths, med, marker="o", label=cell)
+        (line,) = ax.plot(config.lengths, med, label=cell, **line_style(i))
         ax.fill_between(config.lengths, lo, hi, color=line.get_color(), alpha=0.12)
     ax.axhline(Adding.baseline, color="k", ls="--", lw=1, label="baseline 0.167")
     ax.axhline(0.01, color="gray", ls=":", lw=1, label="success 0.01")

@@ -99,6 +99,13 @@ def pyplot():
     return plt
 
 
+def line_style(i: int) -> dict:
+    """Marker and dash of the i-th line, so that lines lying on top of each other stay visible."""
+    markers = "osD^vPX*"
+    dashes = ["-", "--", "-.", ":"]
+    return {"marker": markers[i % 8], "ls": dashes[i % 4], "ms": 9 - (i % 5), "alpha": 0.85}
+
+
 def save_figure(fig, path: Path) -> str:
     """Save and close ``fig``; returns the file name (for :attr:`Result.plots`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,4 +115,13 @@ def save_figure(fig, path: Path) -> str:
     return path.name
 
 
-__all__ = ["Result", "config_dict", "format_table", "mean_spread", "pyplot", "save_figure", "write"]
+__all__ = [
+    "Result",
+    "config_dict",
+    "format_table",
+    "line_style",
+    "mean_spread",
+    "pyplot",
+    "save_figure",
+    "write",
+]
