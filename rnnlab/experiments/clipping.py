@@ -30,7 +30,7 @@ DESCRIPTION = "an exploding tanh RNN trained with and without gradient-norm clip
 class ClippingConfig:
     cell: str = "elman"
     hidden: int = 64
-    gain: float = 2.5
+    gain: float = 1.5
     T: int = 100
     seeds: int = 5
     clip: float = 1.0
@@ -138,7 +138,7 @@ def _plot(config: ClippingConfig, histories: dict, path: Path) -> str:
                              lw=0.8, alpha=0.8, color=color, label=label)  # fmt: skip
     loss_ax.axhline(Adding.baseline, color="k", ls="--", lw=1, label="baseline 0.167")
     loss_ax.set_title("training loss (x: non-finite step, skipped)")
-    norm_ax.axhline(config.clip, color="gray", ls=":", lw=1, label=f"clip {config.clip:g}")
+    norm_ax.axhline(config.clip, color="gray", ls=":", lw=1, label=f"threshold {config.clip:g}")
     norm_ax.set_title("gradient norm before clipping")
     for ax in (loss_ax, norm_ax):
         ax.set_xlabel("training step")
