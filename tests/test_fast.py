@@ -103,15 +103,16 @@ def test_scan_equals_reference_float32(kind: str) -> None:
 
 
 @needs_kernels
-@pytest.mark.parametrize("kind", ["gru-before", "peephole", "minimal-gru", "elman-tanh"])
-def test_rows_split_over_threads(kind: str) -> None:
-    """Big enough steps are split over threads; per-thread gradient sums must add up."""
+@pytest.mark.parametrize("kind", ["gru-before", "gru-after", "peephole", "minimal-gru"])
+def test_rows_split_over_threads_and_weight_gradient_in_chunks(kind: str) -> None:
+    """Big steps are split over threads (per-thread gradient sums must add up); with many rows
+    the weight gradient is accumulated over chunks of steps (kernels.h: kChunkRows)."""
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        cell = CELLS[kind](8, 128, layer_norm=True, dtype=F64)
-        lengths = [4] * 20 + [2] * 20 + [1] * 24
-        _compare_scan(cell, T=4, N=64, lengths=lengths, dtype=F64, tol=1e-10, rel=True)
+        cell = CELLS[kind](8, 64, layer_norm=True, dtype=F64)
+        lengths = [7] * 60 + [3] * 50 + [1] * 50  # 160 rows: chunks of 4 steps
+        _compare_scan(cell, T=7, N=160, lengths=lengths, dtype=F64, tol=1e-10, rel=True)
     finally:
         torch.set_num_threads(before)
 

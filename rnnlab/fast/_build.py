@@ -72,7 +72,9 @@ def load() -> bool:
         _load()
         _state["ok"] = True
     except Exception as exc:  # no compiler, no ninja, a failed build: fall back, once, loudly
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        errors = [line for line in lines if "error" in line.lower()]
+        reason = (errors or lines or [type(exc).__name__])[0]
         warnings.warn(
             f"rnnlab.fast: C++ kernels unavailable ({reason[:200]}); "
             "using the reference loop (slower)",

@@ -126,8 +126,12 @@ void gru_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
   const int64_t W1 = before ? 2 * H : GH;
   Tensor dxp = at::empty({T_, N, GH}, opts);
   // Gradient of the recurrent pre-activations (what the GEMMs see). Reset-before without layer
-  // norm: the same as dxp. Reset-after: its n block is scaled by r.
-  Tensor dR = before && !ln ? dxp : at::empty({T_, N, GH}, opts);
+  // norm: dxp itself. Otherwise (reset-after scales the n block by r) a ring of a few steps.
+  const bool ring = !before || ln;
+  const int64_t K = chunk_steps(ring, N, T_);
+  Tensor dR = ring ? at::empty({K, N, GH}, opts) : dxp;
+  Tensor dW = at::zeros({GH, H}, opts);
+  Tensor dbias = p.b_hh.defined() && !ln ? at::zeros({GH}, opts) : Tensor();
   Tensor dg1 = partials(ln, W1, opts), dg2 = partials(ln && before, H, opts);
   Tensor db = partials(ln && p.b_hh.defined(), GH, opts);
   Tensor w1 = before ? p.w_hh.narrow(0, 0, 2 * H) : p.w_hh;
@@ -139,97 +143,101 @@ void gru_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
   const Vec<T> one(T(1));
   auto valid = [&](int64_t t, int64_t n) { return !masked || mk[t * N + n]; };
 
-  for (int64_t t = T_ - 1; t >= 0; --t) {
-    const T* hp = t == 0 ? h0.data_ptr<T>() : seq.data_ptr<T>() + (t - 1) * N * H;
-    const T* go = grad_out.defined() ? grad_out.data_ptr<T>() + t * N * H : nullptr;
-    const T* gt = gates.data_ptr<T>() + t * N * GH;
-    const T* ax = aux.data_ptr<T>() + t * N * H;
-    const T* dc = dh.data_ptr<T>();
-    T* dpv = dprev.data_ptr<T>();
-    T* da = dxp.data_ptr<T>() + t * N * GH;
-    T* dr = dR.data_ptr<T>() + t * N * GH;
-    for_rows(N, GH, [&](int64_t n) {
-      T *dan = da + n * GH, *drn = dr + n * GH, *dpn = dpv + n * H;
-      const T* dcn = dc + n * H;
-      if (!valid(t, n)) {  // frozen step: the gradient passes straight through
-        std::fill(dan, dan + GH, T(0));
-        std::fill(drn, drn + GH, T(0));
-        std::copy(dcn, dcn + H, dpn);
-        return;
-      }
-      const T *gon = go ? go + n * H : nullptr, *hpn = hp + n * H, *gn = gt + n * GH;
-      const T* an = ax + n * H;
-      vloop<T>(H, [&](int64_t j, int64_t c) {
-        Vec<T> g = ld(dcn, j, c);
-        if (gon) g = g + ld(gon, j, c);
-        const Vec<T> z = ld(gn + H, j, c), nn = ld(gn + 2 * H, j, c);
-        const Vec<T> dan_n = g * (one - z) * (one - nn * nn);
-        st(g * (ld(hpn, j, c) - nn) * z * (one - z), dan + H, j, c);
-        st(dan_n, dan + 2 * H, j, c);
-        st(g * z, dpn, j, c);
-        if (before) {
-          st(dan_n, drn + 2 * H, j, c);
-        } else {
-          const Vec<T> r = ld(gn, j, c);
-          const Vec<T> dar = dan_n * ld(an, j, c) * r * (one - r);
-          st(dar, dan, j, c);
-          st(dar, drn, j, c);
-          st(ld(dan + H, j, c), drn + H, j, c);
-          st(dan_n * r, drn + 2 * H, j, c);
-        }
-      });
-      if (ln && before) {
-        ln_row_backward<T>(drn + 2 * H, xhat2.data_ptr<T>() + (t * N + n) * H,
-                           rstd2.data_ptr<T>()[t * N + n], H, p.g_hn.data_ptr<T>(),
-                           mine<T>(dg2), db.defined() ? mine<T>(db) + 2 * H : nullptr,
-                           drn + 2 * H);
-      } else if (ln) {
-        ln_row_backward<T>(drn, xhat1.data_ptr<T>() + (t * N + n) * GH,
-                           rstd1.data_ptr<T>()[t * N + n], GH, p.g_hh.data_ptr<T>(),
-                           mine<T>(dg1), mine<T>(db), drn);
-      }
-    });
-    Tensor dR_t = dR.select(0, t);
-    if (before) {
-      // Through the second GEMM to the reset state r * h_{t-1}, then to r and h_{t-1}.
-      at::mm_out(drh, dR_t.narrow(1, 2 * H, H), w2);
-      const T* d_rh = drh.data_ptr<T>();
+  for (int64_t e = T_; e > 0;) {
+    const int64_t s = std::max<int64_t>(0, e - K), base = ring ? s : 0;
+    for (int64_t t = e - 1; t >= s; --t) {
+      const T* hp = t == 0 ? h0.data_ptr<T>() : seq.data_ptr<T>() + (t - 1) * N * H;
+      const T* go = grad_out.defined() ? grad_out.data_ptr<T>() + t * N * H : nullptr;
+      const T* gt = gates.data_ptr<T>() + t * N * GH;
+      const T* ax = aux.data_ptr<T>() + t * N * H;
+      const T* dc = dh.data_ptr<T>();
+      T* dpv = dprev.data_ptr<T>();
+      T* da = dxp.data_ptr<T>() + t * N * GH;
+      T* dr = dR.data_ptr<T>() + (t - base) * N * GH;
       for_rows(N, GH, [&](int64_t n) {
-        if (!valid(t, n)) return;
-        const T *hpn = hp + n * H, *gn = gt + n * GH, *drhn = d_rh + n * H;
         T *dan = da + n * GH, *drn = dr + n * GH, *dpn = dpv + n * H;
+        const T* dcn = dc + n * H;
+        if (!valid(t, n)) {  // frozen step: the gradient passes straight through
+          std::fill(dan, dan + GH, T(0));
+          std::fill(drn, drn + GH, T(0));
+          std::copy(dcn, dcn + H, dpn);
+          return;
+        }
+        const T *gon = go ? go + n * H : nullptr, *hpn = hp + n * H, *gn = gt + n * GH;
+        const T* an = ax + n * H;
         vloop<T>(H, [&](int64_t j, int64_t c) {
-          const Vec<T> r = ld(gn, j, c), d = ld(drhn, j, c);
-          const Vec<T> dar = d * ld(hpn, j, c) * r * (one - r);
-          st(dar, dan, j, c);
-          if (ln) {
+          Vec<T> g = ld(dcn, j, c);
+          if (gon) g = g + ld(gon, j, c);
+          const Vec<T> z = ld(gn + H, j, c), nn = ld(gn + 2 * H, j, c);
+          const Vec<T> dan_n = g * (one - z) * (one - nn * nn);
+          st(g * (ld(hpn, j, c) - nn) * z * (one - z), dan + H, j, c);
+          st(dan_n, dan + 2 * H, j, c);
+          st(g * z, dpn, j, c);
+          if (before) {
+            st(dan_n, drn + 2 * H, j, c);
+          } else {
+            const Vec<T> r = ld(gn, j, c);
+            const Vec<T> dar = dan_n * ld(an, j, c) * r * (one - r);
+            st(dar, dan, j, c);
             st(dar, drn, j, c);
             st(ld(dan + H, j, c), drn + H, j, c);
+            st(dan_n * r, drn + 2 * H, j, c);
           }
-          st(ld(dpn, j, c) + d * r, dpn, j, c);
         });
-        if (ln) {
-          ln_row_backward<T>(drn, xhat1.data_ptr<T>() + (t * N + n) * W1,
-                             rstd1.data_ptr<T>()[t * N + n], W1, p.g_hh.data_ptr<T>(),
-                             mine<T>(dg1), mine<T>(db), drn);
+        if (ln && before) {
+          ln_row_backward<T>(drn + 2 * H, xhat2.data_ptr<T>() + (t * N + n) * H,
+                             rstd2.data_ptr<T>()[t * N + n], H, p.g_hn.data_ptr<T>(), mine<T>(dg2),
+                             db.defined() ? mine<T>(db) + 2 * H : nullptr, drn + 2 * H);
+        } else if (ln) {
+          ln_row_backward<T>(drn, xhat1.data_ptr<T>() + (t * N + n) * GH,
+                             rstd1.data_ptr<T>()[t * N + n], GH, p.g_hh.data_ptr<T>(), mine<T>(dg1),
+                             mine<T>(db), drn);
         }
       });
-      dprev.addmm_(dR_t.narrow(1, 0, 2 * H), w1);
-    } else {
-      dprev.addmm_(dR_t, p.w_hh);
+      Tensor dR_t = dR.select(0, t - base);
+      if (before) {
+        // Through the second GEMM to the reset state r * h_{t-1}, then to r and h_{t-1}.
+        at::mm_out(drh, dR_t.narrow(1, 2 * H, H), w2);
+        const T* d_rh = drh.data_ptr<T>();
+        for_rows(N, GH, [&](int64_t n) {
+          if (!valid(t, n)) return;
+          const T *hpn = hp + n * H, *gn = gt + n * GH, *drhn = d_rh + n * H;
+          T *dan = da + n * GH, *drn = dr + n * GH, *dpn = dpv + n * H;
+          vloop<T>(H, [&](int64_t j, int64_t c) {
+            const Vec<T> r = ld(gn, j, c), d = ld(drhn, j, c);
+            const Vec<T> dar = d * ld(hpn, j, c) * r * (one - r);
+            st(dar, dan, j, c);
+            if (ln) {
+              st(dar, drn, j, c);
+              st(ld(dan + H, j, c), drn + H, j, c);
+            }
+            st(ld(dpn, j, c) + d * r, dpn, j, c);
+          });
+          if (ln) {
+            ln_row_backward<T>(drn, xhat1.data_ptr<T>() + (t * N + n) * W1,
+                               rstd1.data_ptr<T>()[t * N + n], W1, p.g_hh.data_ptr<T>(),
+                               mine<T>(dg1), mine<T>(db), drn);
+          }
+        });
+        dprev.addmm_(dR_t.narrow(1, 0, 2 * H), w1);
+      } else {
+        dprev.addmm_(dR_t, p.w_hh);
+      }
+      std::swap(dh, dprev);
     }
-    std::swap(dh, dprev);
+    const Tensor chunk = dR.narrow(0, s - base, e - s);
+    if (before) {
+      Tensor dW1 = dW.narrow(0, 0, 2 * H), dW2 = dW.narrow(0, 2 * H, H);
+      add_weight_grad(dW1, chunk.narrow(2, 0, 2 * H), s, h0, seq);
+      dW2.addmm_(chunk.narrow(2, 2 * H, H).reshape({-1, H}).t(),
+                 aux.narrow(0, s, e - s).reshape({-1, H}));
+    } else {
+      add_weight_grad(dW, chunk, s, h0, seq);
+    }
+    if (dbias.defined()) dbias += sum_tn(chunk);
+    e = s;
   }
-  Tensor dW;
-  if (before) {
-    Tensor dW1 = weight_grad(dR.narrow(2, 0, 2 * H), h0, seq);
-    Tensor dW2 = at::mm(dR.narrow(2, 2 * H, H).reshape({-1, H}).t(), aux.reshape({-1, H}));
-    dW = at::cat({dW1, dW2}, 0);
-  } else {
-    dW = weight_grad(dR, h0, seq);
-  }
-  db = p.b_hh.defined() && !ln ? sum_tn(dR) : reduce(db);
-  res = {dxp, dh, dW, db, reduce(dg1), reduce(dg2)};
+  res = {dxp, dh, dW, ln ? reduce(db) : dbias, reduce(dg1), reduce(dg2)};
 }
 
 }  // namespace
@@ -237,9 +245,8 @@ void gru_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
 std::vector<Tensor> gru_forward(const Params& p, const Tensor& xp, const Tensor& h0,
                                 const Tensor& mask, bool save) {
   std::vector<Tensor> res;
-  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnlab_gru_forward", [&] {
-    gru_forward_impl<scalar_t>(p, xp, h0, mask, save, res);
-  });
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnlab_gru_forward",
+                             [&] { gru_forward_impl<scalar_t>(p, xp, h0, mask, save, res); });
   return res;
 }
 

@@ -111,10 +111,13 @@ inline T row_sum(const T* x, int64_t n) {
 }
 
 // Layer norm of one row in place: x <- (x - mean) * rstd * gain + bias, keeping xhat.
-// Writes xhat (if not null) and returns rstd. Two-pass variance, biased, as torch.nn.LayerNorm.
+// Writes xhat and the mean (if not null) and returns rstd. Two-pass variance, biased, as
+// torch.nn.LayerNorm.
 template <typename T>
-inline T ln_row_forward(T* x, int64_t n, const T* gain, const T* bias, double eps, T* xhat) {
+inline T ln_row_forward(T* x, int64_t n, const T* gain, const T* bias, double eps, T* xhat,
+                        T* mean_out = nullptr) {
   const T mean = row_sum(x, n) / T(n);
+  if (mean_out) *mean_out = mean;
   const Vec<T> vm(mean);
   Vec<T> acc(T(0));
   vloop<T>(n, [&](int64_t j, int64_t c) {
@@ -137,8 +140,8 @@ inline T ln_row_forward(T* x, int64_t n, const T* gain, const T* bias, double ep
 // Backward of ln_row_forward for one row: dy (gradient of the normalised output) -> dx,
 // accumulating dgain += dy * xhat and dbias += dy. dx may alias dy.
 template <typename T>
-inline void ln_row_backward(const T* dy, const T* xhat, T rstd, int64_t n, const T* gain,
-                            T* dgain, T* dbias, T* dx) {
+inline void ln_row_backward(const T* dy, const T* xhat, T rstd, int64_t n, const T* gain, T* dgain,
+                            T* dbias, T* dx) {
   Vec<T> s1(T(0)), s2(T(0));
   vloop<T>(n, [&](int64_t j, int64_t c) {
     const Vec<T> g = ld(dy, j, c);
@@ -197,8 +200,8 @@ inline void recurrent_gemm(Tensor& out, const Tensor& h, const Tensor& w, const 
 
 // Recurrent-side layer norm on the rows of R (N, M): R <- LN(R) * g + b, saving xhat and rstd.
 template <typename T>
-inline void ln_rows_forward(Tensor& R, const Tensor& gain, const Tensor& bias, double eps,
-                            T* xhat, T* rstd) {
+inline void ln_rows_forward(Tensor& R, const Tensor& gain, const Tensor& bias, double eps, T* xhat,
+                            T* rstd) {
   const int64_t N = R.size(0), M = R.size(1);
   T* r = R.data_ptr<T>();
   const T* g = gain.data_ptr<T>();
@@ -212,25 +215,40 @@ inline void ln_rows_forward(Tensor& R, const Tensor& gain, const Tensor& bias, d
 // Sum over the first two dimensions (T, N, M) -> (M,).
 inline Tensor sum_tn(const Tensor& x) { return x.sum(at::IntArrayRef{0, 1}); }
 
-// Sum over steps of A_t^T B_t for A (T, N, M) and B the states before each step: h0 then
-// seq[0..T-2]. One GEMM over the whole sequence (plus one for the first step).
-inline Tensor weight_grad(const Tensor& A, const Tensor& h0, const Tensor& seq) {
-  const int64_t T = A.size(0), M = A.size(2), H = h0.size(1);
-  Tensor dW = at::mm(A.select(0, 0).t(), h0);
-  if (T > 1) {
-    Tensor a = A.narrow(0, 1, T - 1).reshape({-1, M});
-    Tensor s = seq.narrow(0, 0, T - 1).reshape({-1, H});
-    dW.addmm_(a.t(), s);
+// Backward through time walks the steps in chunks [s, e), last chunk first. The gradient of the
+// recurrent pre-activations dR of a chunk feeds one weight-gradient GEMM at the chunk's end
+// (dW_hh += sum_t dR_t^T h_{t-1}, as cuDNN does after the whole loop). Where dR is its own
+// buffer (layer norm, GRU) it lives in a ring of about kChunkRows rows instead of (T, N, G*H):
+// same GEMM efficiency, a fraction of the memory.
+constexpr int64_t kChunkRows = 512;
+
+inline int64_t chunk_steps(bool ring, int64_t N, int64_t T) {
+  return ring ? std::min<int64_t>(T, std::max<int64_t>(1, (kChunkRows + N - 1) / N)) : T;
+}
+
+// dW += sum over steps t in [s, s + k) of A_t^T B_t, where A (k, N, M) holds those steps and
+// B_t is the state before step t: h0 for t = 0, else seq[t - 1]. At most two GEMMs.
+inline void add_weight_grad(Tensor& dW, const Tensor& A, int64_t s, const Tensor& h0,
+                            const Tensor& seq) {
+  const int64_t k = A.size(0), M = A.size(2), H = h0.size(1);
+  int64_t first = 0;
+  if (s == 0) {
+    dW.addmm_(A.select(0, 0).t(), h0);
+    first = 1;
   }
-  return dW;
+  if (k > first) {
+    Tensor a = A.narrow(0, first, k - first).reshape({-1, M});
+    Tensor b = seq.narrow(0, s + first - 1, k - first).reshape({-1, H});
+    dW.addmm_(a.t(), b);
+  }
 }
 
 // The cells' entry points (one file per family).
 std::vector<Tensor> simple_forward(const Params& p, const Tensor& xp, const Tensor& h0,
                                    const Tensor& mask, bool save);
 std::vector<Tensor> simple_backward(const Params& p, const std::vector<Tensor>& saved,
-                                    const Tensor& h0, const Tensor& grad_out,
-                                    const Tensor& grad_h, const Tensor& mask);
+                                    const Tensor& h0, const Tensor& grad_out, const Tensor& grad_h,
+                                    const Tensor& mask);
 std::vector<Tensor> gru_forward(const Params& p, const Tensor& xp, const Tensor& h0,
                                 const Tensor& mask, bool save);
 std::vector<Tensor> gru_backward(const Params& p, const std::vector<Tensor>& saved,
@@ -240,7 +258,6 @@ std::vector<Tensor> lstm_forward(const Params& p, const Tensor& xp, const Tensor
                                  const Tensor& c0, const Tensor& mask, bool save);
 std::vector<Tensor> lstm_backward(const Params& p, const std::vector<Tensor>& saved,
                                   const Tensor& h0, const Tensor& c0, const Tensor& grad_out,
-                                  const Tensor& grad_h, const Tensor& grad_c,
-                                  const Tensor& mask);
+                                  const Tensor& grad_h, const Tensor& grad_c, const Tensor& mask);
 
 }  // namespace rnnlab_fast

@@ -6,8 +6,9 @@
 //   o = sigmoid(a_o + p_o c_t),  h_t = o tanh(LN_c(c_t))
 //
 // Saved for backward: seq (h states), cs (c states), gates (T, N, G*H) = i, (f,) g, o after
-// their nonlinearity, tc (T, N, H) = tanh(LN_c(c_t)); for layer norm xhat and rstd of the
-// recurrent pre-activations, chat and rstd of c_t.
+// their nonlinearity; for layer norm xhat and rstd of the recurrent pre-activations, and the
+// mean and rstd of c_t. tanh(LN_c(c_t)) is recomputed in backward (one exp per element) rather
+// than kept, which saves a (T, N, H) buffer.
 #include "kernels.h"
 
 namespace rnnlab_fast {
@@ -34,10 +35,10 @@ void lstm_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, cons
   Tensor seq = masked ? at::empty({hping ? 2 : T_, N, H}, opts) : out;
   Tensor cs = at::empty({pingpong ? 2 : T_, N, H}, opts);
   Tensor gates = at::empty({S, N, GH}, opts);
-  Tensor tc = at::empty({S, N, H}, opts);
+  Tensor tc = at::empty({N, H}, opts);  // scratch: tanh(LN_c(c_t)), or LN_c(c_t) first
   Tensor xhat = save && ln ? at::empty({T_, N, GH}, opts) : Tensor();
   Tensor rstd = save && ln ? at::empty({T_, N}, opts) : Tensor();
-  Tensor chat = lnc ? at::empty({S, N, H}, opts) : Tensor();
+  Tensor meanc = lnc ? at::empty({S, N}, opts) : Tensor();
   Tensor rstdc = lnc ? at::empty({S, N}, opts) : Tensor();
   Tensor R = at::empty({N, GH}, opts);
   const uint8_t* mk = masked ? mask.data_ptr<uint8_t>() : nullptr;
@@ -47,8 +48,8 @@ void lstm_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, cons
   for (int64_t t = 0; t < T_; ++t) {
     const int64_t s = save ? t : 0;
     const Tensor h_prev = t == 0 ? h0 : seq.select(0, hping ? (t - 1) % 2 : t - 1);
-    const T* cp = t == 0 ? c0.data_ptr<T>()
-                         : cs.data_ptr<T>() + (pingpong ? (t - 1) % 2 : t - 1) * N * H;
+    const T* cp =
+        t == 0 ? c0.data_ptr<T>() : cs.data_ptr<T>() + (pingpong ? (t - 1) % 2 : t - 1) * N * H;
     recurrent_gemm(R, h_prev, p.w_hh, p.b_hh, !ln);
     if (ln) {
       ln_rows_forward<T>(R, p.g_hh, p.b_hh, p.eps_hh,
@@ -62,7 +63,7 @@ void lstm_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, cons
     T* cc = cs.data_ptr<T>() + (pingpong ? t % 2 : t) * N * H;
     T* o = out.data_ptr<T>() + t * N * H;
     T* gt = gates.data_ptr<T>() + s * N * GH;
-    T* tct = tc.data_ptr<T>() + s * N * H;
+    T* tct = tc.data_ptr<T>();
     for_rows(N, GH, [&](int64_t n) {
       const T *xn = x + n * GH, *rn = r + n * GH, *cpn = cp + n * H, *hpn = hp + n * H;
       T *hn = hs + n * H, *cn = cc + n * H, *on = o + n * H, *gn = gt + n * GH;
@@ -100,24 +101,20 @@ void lstm_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, cons
           Vec<T> ao = a(off.o, j, c);
           if (peep) ao = ao + ld(po, j, c) * cnew;
           const Vec<T> og = sigmoid(ao);
-          const Vec<T> th = tanh_(cnew);
           st(og, gn + off.o, j, c);
-          st(th, tcn, j, c);
-          st(og * th, hn, j, c);
+          st(og * tanh_(cnew), hn, j, c);
         }
       });
       if (lnc) {
         std::copy(cn, cn + H, tcn);
         rstdc.data_ptr<T>()[s * N + n] =
-            ln_row_forward(tcn, H, gc, bc, p.eps_c, chat.data_ptr<T>() + (s * N + n) * H);
+            ln_row_forward<T>(tcn, H, gc, bc, p.eps_c, nullptr, meanc.data_ptr<T>() + s * N + n);
         vloop<T>(H, [&](int64_t j, int64_t c) {
           Vec<T> ao = a(off.o, j, c);
           if (peep) ao = ao + ld(po, j, c) * ld(cn, j, c);
           const Vec<T> og = sigmoid(ao);
-          const Vec<T> th = tanh_(ld(tcn, j, c));
           st(og, gn + off.o, j, c);
-          st(th, tcn, j, c);
-          st(og * th, hn, j, c);
+          st(og * tanh_(ld(tcn, j, c)), hn, j, c);
         });
       }
       if (masked) std::copy(hn, hn + H, on);
@@ -125,115 +122,136 @@ void lstm_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, cons
   }
   Tensor hT = seq[hping ? (T_ - 1) % 2 : T_ - 1].clone();
   Tensor cT = cs[pingpong ? (T_ - 1) % 2 : T_ - 1].clone();
-  res = {out, hT, cT, seq, cs, gates, tc, xhat, rstd, chat, rstdc};
+  res = {out, hT, cT, seq, cs, gates, xhat, rstd, meanc, rstdc};
 }
 
 template <typename T>
 void lstm_backward_impl(const Params& p, const std::vector<Tensor>& saved, const Tensor& h0,
                         const Tensor& c0, const Tensor& grad_out, const Tensor& grad_h,
                         const Tensor& grad_c, const Tensor& mask, std::vector<Tensor>& res) {
-  const Tensor &seq = saved[0], &cs = saved[1], &gates = saved[2], &tc = saved[3];
-  const Tensor &xhat = saved[4], &rstd = saved[5], &chat = saved[6], &rstdc = saved[7];
+  const Tensor &seq = saved[0], &cs = saved[1], &gates = saved[2];
+  const Tensor &xhat = saved[3], &rstd = saved[4], &meanc = saved[5], &rstdc = saved[6];
   const int64_t T_ = seq.size(0), N = seq.size(1), H = seq.size(2), GH = gates.size(2);
   const auto opts = seq.options();
   const bool masked = mask.defined(), ln = p.g_hh.defined(), lnc = p.g_c.defined();
   const bool forget = p.kind == kLSTM, peep = p.p_i.defined();
   const Offsets off(forget, H);
   Tensor dxp = at::empty({T_, N, GH}, opts);
-  Tensor dR = ln ? at::empty({T_, N, GH}, opts) : dxp;
+  // dR: the gradient of the recurrent pre-activations, a ring of a few steps under layer norm
+  // (without it dR is dxp itself).
+  const int64_t K = chunk_steps(ln, N, T_);
+  Tensor dR = ln ? at::empty({K, N, GH}, opts) : dxp;
+  Tensor dW = at::zeros({GH, H}, opts);
   Tensor dg = partials(ln, GH, opts), db = partials(ln && p.b_hh.defined(), GH, opts);
   Tensor dgc = partials(lnc, H, opts), dbc = partials(lnc && p.b_c.defined(), H, opts);
+  Tensor dpi = partials(peep, H, opts), dpf = partials(peep && forget, H, opts);
+  Tensor dpo = partials(peep, H, opts);
+  Tensor chat = lnc ? at::empty({N, H}, opts) : Tensor();  // scratch: LN_c's xhat of a step
   Tensor dh = grad_h.defined() ? grad_h.clone() : at::zeros({N, H}, opts);
   Tensor dc = grad_c.defined() ? grad_c.clone() : at::zeros({N, H}, opts);
   Tensor dph = at::empty({N, H}, opts), dpc = at::empty({N, H}, opts);
   const uint8_t* mk = masked ? mask.data_ptr<uint8_t>() : nullptr;
   const T *pi = ptr_or_null<T>(p.p_i), *pf = ptr_or_null<T>(p.p_f), *po = ptr_or_null<T>(p.p_o);
+  const T *gc = ptr_or_null<T>(p.g_c), *bc = ptr_or_null<T>(p.b_c);
   const Vec<T> zero(T(0)), one(T(1));
 
-  for (int64_t t = T_ - 1; t >= 0; --t) {
-    const T* cp = t == 0 ? c0.data_ptr<T>() : cs.data_ptr<T>() + (t - 1) * N * H;
-    const T* go = grad_out.defined() ? grad_out.data_ptr<T>() + t * N * H : nullptr;
-    const T* gt = gates.data_ptr<T>() + t * N * GH;
-    const T* tct = tc.data_ptr<T>() + t * N * H;
-    const T *dhp = dh.data_ptr<T>(), *dcp = dc.data_ptr<T>();
-    T *dphp = dph.data_ptr<T>(), *dpcp = dpc.data_ptr<T>();
-    T* da = dxp.data_ptr<T>() + t * N * GH;
-    T* dr = dR.data_ptr<T>() + t * N * GH;
-    for_rows(N, GH, [&](int64_t n) {
-      T *dan = da + n * GH, *dphn = dphp + n * H, *dpcn = dpcp + n * H;
-      const T *dhn = dhp + n * H, *dcn = dcp + n * H;
-      if (masked && !mk[t * N + n]) {  // frozen step: the gradient passes straight through
-        std::fill(dan, dan + GH, T(0));
-        if (ln) std::fill(dr + n * GH, dr + (n + 1) * GH, T(0));
-        std::copy(dhn, dhn + H, dphn);
-        std::copy(dcn, dcn + H, dpcn);
-        return;
-      }
-      const T *gon = go ? go + n * H : nullptr, *gn = gt + n * GH, *tcn = tct + n * H;
-      const T* cpn = cp + n * H;
-      // Pass 1: through h_t = o tanh(LN_c(c_t)) to a_o and to LN_c's output (kept in dpc).
-      vloop<T>(H, [&](int64_t j, int64_t c) {
-        Vec<T> gh = ld(dhn, j, c);
-        if (gon) gh = gh + ld(gon, j, c);
-        const Vec<T> og = ld(gn + off.o, j, c), th = ld(tcn, j, c);
-        st(gh * th * og * (one - og), dan + off.o, j, c);
-        st(gh * og * (one - th * th), dpcn, j, c);
-        if (masked) st(zero, dphn, j, c);
-      });
-      if (lnc) {
-        ln_row_backward<T>(dpcn, chat.data_ptr<T>() + (t * N + n) * H,
-                           rstdc.data_ptr<T>()[t * N + n], H, p.g_c.data_ptr<T>(),
-                           mine<T>(dgc), mine<T>(dbc), dpcn);
-      }
-      // Pass 2: dc_t in full, then i, f, g and dc_{t-1}.
-      vloop<T>(H, [&](int64_t j, int64_t c) {
-        Vec<T> dct = ld(dcn, j, c) + ld(dpcn, j, c);
-        if (peep) dct = dct + ld(dan + off.o, j, c) * ld(po, j, c);
-        const Vec<T> i = ld(gn + off.i, j, c), g = ld(gn + off.g, j, c);
-        const Vec<T> dai = dct * g * i * (one - i);
-        st(dai, dan + off.i, j, c);
-        st(dct * i * (one - g * g), dan + off.g, j, c);
-        Vec<T> dcprev = dct;
-        if (forget) {
-          const Vec<T> f = ld(gn + off.f, j, c);
-          const Vec<T> daf = dct * ld(cpn, j, c) * f * (one - f);
-          st(daf, dan + off.f, j, c);
-          dcprev = dct * f;
-          if (peep) dcprev = dcprev + daf * ld(pf, j, c);
+  for (int64_t e = T_; e > 0;) {
+    const int64_t s = std::max<int64_t>(0, e - K), base = ln ? s : 0;
+    for (int64_t t = e - 1; t >= s; --t) {
+      const T* cp = t == 0 ? c0.data_ptr<T>() : cs.data_ptr<T>() + (t - 1) * N * H;
+      const T* cc = cs.data_ptr<T>() + t * N * H;
+      const T* go = grad_out.defined() ? grad_out.data_ptr<T>() + t * N * H : nullptr;
+      const T* gt = gates.data_ptr<T>() + t * N * GH;
+      const T *dhp = dh.data_ptr<T>(), *dcp = dc.data_ptr<T>();
+      T *dphp = dph.data_ptr<T>(), *dpcp = dpc.data_ptr<T>();
+      T* da = dxp.data_ptr<T>() + t * N * GH;
+      T* dr = dR.data_ptr<T>() + (t - base) * N * GH;
+      for_rows(N, GH, [&](int64_t n) {
+        T *dan = da + n * GH, *dphn = dphp + n * H, *dpcn = dpcp + n * H;
+        const T *dhn = dhp + n * H, *dcn = dcp + n * H;
+        if (masked && !mk[t * N + n]) {  // frozen step: the gradient passes straight through
+          std::fill(dan, dan + GH, T(0));
+          if (ln) std::fill(dr + n * GH, dr + (n + 1) * GH, T(0));
+          std::copy(dhn, dhn + H, dphn);
+          std::copy(dcn, dcn + H, dpcn);
+          return;
         }
-        if (peep) dcprev = dcprev + dai * ld(pi, j, c);
-        st(dcprev, dpcn, j, c);
+        const T *gon = go ? go + n * H : nullptr, *gn = gt + n * GH;
+        const T *cpn = cp + n * H, *ccn = cc + n * H;
+        T* chn = lnc ? chat.data_ptr<T>() + n * H : nullptr;
+        const Vec<T> vm(lnc ? meanc.data_ptr<T>()[t * N + n] : T(0));
+        const Vec<T> vr(lnc ? rstdc.data_ptr<T>()[t * N + n] : T(0));
+        // Pass 1: through h_t = o tanh(LN_c(c_t)) to a_o and to LN_c's output (kept in dpc).
+        vloop<T>(H, [&](int64_t j, int64_t c) {
+          Vec<T> gh = ld(dhn, j, c);
+          if (gon) gh = gh + ld(gon, j, c);
+          Vec<T> cn = ld(ccn, j, c);
+          if (lnc) {
+            const Vec<T> xh = (cn - vm) * vr;
+            st(xh, chn, j, c);
+            cn = xh * ld(gc, j, c);
+            if (bc) cn = cn + ld(bc, j, c);
+          }
+          const Vec<T> og = ld(gn + off.o, j, c), th = tanh_(cn);
+          st(gh * th * og * (one - og), dan + off.o, j, c);
+          st(gh * og * (one - th * th), dpcn, j, c);
+          if (masked) st(zero, dphn, j, c);
+        });
+        if (lnc) {
+          ln_row_backward<T>(dpcn, chn, rstdc.data_ptr<T>()[t * N + n], H, gc, mine<T>(dgc),
+                             mine<T>(dbc), dpcn);
+        }
+        // Pass 2: dc_t in full, then i, f, g, dc_{t-1} and the peepholes' gradients.
+        T *dpin = mine<T>(dpi), *dpfn = mine<T>(dpf), *dpon = mine<T>(dpo);
+        vloop<T>(H, [&](int64_t j, int64_t c) {
+          Vec<T> dct = ld(dcn, j, c) + ld(dpcn, j, c);
+          const Vec<T> cprev = ld(cpn, j, c);
+          if (peep) {
+            const Vec<T> dao = ld(dan + off.o, j, c);
+            dct = dct + dao * ld(po, j, c);
+            st(ld(dpon, j, c) + dao * ld(ccn, j, c), dpon, j, c);
+          }
+          const Vec<T> i = ld(gn + off.i, j, c), g = ld(gn + off.g, j, c);
+          const Vec<T> dai = dct * g * i * (one - i);
+          st(dai, dan + off.i, j, c);
+          st(dct * i * (one - g * g), dan + off.g, j, c);
+          Vec<T> dcprev = dct;
+          if (forget) {
+            const Vec<T> f = ld(gn + off.f, j, c);
+            const Vec<T> daf = dct * cprev * f * (one - f);
+            st(daf, dan + off.f, j, c);
+            dcprev = dct * f;
+            if (peep) {
+              dcprev = dcprev + daf * ld(pf, j, c);
+              st(ld(dpfn, j, c) + daf * cprev, dpfn, j, c);
+            }
+          }
+          if (peep) {
+            dcprev = dcprev + dai * ld(pi, j, c);
+            st(ld(dpin, j, c) + dai * cprev, dpin, j, c);
+          }
+          st(dcprev, dpcn, j, c);
+        });
+        if (ln) {
+          ln_row_backward<T>(dan, xhat.data_ptr<T>() + (t * N + n) * GH,
+                             rstd.data_ptr<T>()[t * N + n], GH, p.g_hh.data_ptr<T>(), mine<T>(dg),
+                             mine<T>(db), dr + n * GH);
+        }
       });
-      if (ln) {
-        ln_row_backward<T>(dan, xhat.data_ptr<T>() + (t * N + n) * GH,
-                           rstd.data_ptr<T>()[t * N + n], GH, p.g_hh.data_ptr<T>(),
-                           mine<T>(dg), mine<T>(db), dr + n * GH);
+      if (masked) {
+        dph.addmm_(dR.select(0, t - base), p.w_hh);
+      } else {
+        at::mm_out(dph, dR.select(0, t - base), p.w_hh);
       }
-    });
-    if (masked) {
-      dph.addmm_(dR.select(0, t), p.w_hh);
-    } else {
-      at::mm_out(dph, dR.select(0, t), p.w_hh);
+      std::swap(dh, dph);
+      std::swap(dc, dpc);
     }
-    std::swap(dh, dph);
-    std::swap(dc, dpc);
+    add_weight_grad(dW, dR.narrow(0, s - base, e - s), s, h0, seq);
+    e = s;
   }
-  Tensor dW = weight_grad(dR, h0, seq);
   db = p.b_hh.defined() && !ln ? sum_tn(dxp) : reduce(db);
-  Tensor dpi, dpf, dpo;
-  if (peep) {
-    // Sum over steps of (gate gradient) * (the c the peephole looked at).
-    auto with_prev = [&](int64_t block) {
-      Tensor d = dxp.narrow(2, block, H);
-      Tensor s = (d.select(0, 0) * c0).sum(0);
-      if (T_ > 1) s = s + sum_tn(d.narrow(0, 1, T_ - 1) * cs.narrow(0, 0, T_ - 1));
-      return s;
-    };
-    dpi = with_prev(off.i);
-    if (forget) dpf = with_prev(off.f);
-    dpo = sum_tn(dxp.narrow(2, off.o, H) * cs);
-  }
-  res = {dxp, dh, dc, dW, db, reduce(dg), dpi, dpf, dpo, reduce(dgc), reduce(dbc)};
+  res = {dxp,         dh,          dc,          dW,          db,         reduce(dg),
+         reduce(dpi), reduce(dpf), reduce(dpo), reduce(dgc), reduce(dbc)};
 }
 
 }  // namespace
@@ -241,16 +259,14 @@ void lstm_backward_impl(const Params& p, const std::vector<Tensor>& saved, const
 std::vector<Tensor> lstm_forward(const Params& p, const Tensor& xp, const Tensor& h0,
                                  const Tensor& c0, const Tensor& mask, bool save) {
   std::vector<Tensor> res;
-  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnlab_lstm_forward", [&] {
-    lstm_forward_impl<scalar_t>(p, xp, h0, c0, mask, save, res);
-  });
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnlab_lstm_forward",
+                             [&] { lstm_forward_impl<scalar_t>(p, xp, h0, c0, mask, save, res); });
   return res;
 }
 
 std::vector<Tensor> lstm_backward(const Params& p, const std::vector<Tensor>& saved,
                                   const Tensor& h0, const Tensor& c0, const Tensor& grad_out,
-                                  const Tensor& grad_h, const Tensor& grad_c,
-                                  const Tensor& mask) {
+                                  const Tensor& grad_h, const Tensor& grad_c, const Tensor& mask) {
   std::vector<Tensor> res;
   AT_DISPATCH_FLOATING_TYPES(saved[0].scalar_type(), "rnnlab_lstm_backward", [&] {
     lstm_backward_impl<scalar_t>(p, saved, h0, c0, grad_out, grad_h, grad_c, mask, res);

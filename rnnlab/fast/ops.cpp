@@ -12,8 +12,7 @@ using OptList = c10::List<std::optional<Tensor>>;
 // params: b_hh, g_hh, g_hn, p_i, p_f, p_o, g_c, b_c (each optional); eps: hh, hn, c.
 Params make_params(int64_t kind, const Tensor& w_hh, const OptList& params,
                    at::ArrayRef<double> eps) {
-  TORCH_CHECK(kind >= kElmanTanh && kind <= kLSTMNoForget, "rnnlab_fast: unknown cell kind ",
-              kind);
+  TORCH_CHECK(kind >= kElmanTanh && kind <= kLSTMNoForget, "rnnlab_fast: unknown cell kind ", kind);
   TORCH_CHECK(params.size() == 8 && eps.size() == 3, "rnnlab_fast: expected 8 params, 3 eps");
   Params p;
   p.kind = kind;

@@ -103,72 +103,79 @@ void simple_backward_impl(const Params& p, const std::vector<Tensor>& saved, con
   // Elman cells have no direct path from h_t to h_{t-1}: dh_{t-1} is the GEMM alone.
   const bool direct = !elman || masked;
   Tensor dxp = at::empty({T_, N, GH}, opts);
-  Tensor dR = ln ? at::empty({T_, N, GH}, opts) : dxp;
+  // dR: the gradient of the recurrent pre-activations, a ring of a few steps under layer norm
+  // (without it dR is dxp itself).
+  const int64_t K = chunk_steps(ln, N, T_);
+  Tensor dR = ln ? at::empty({K, N, GH}, opts) : dxp;
+  Tensor dW = at::zeros({GH, H}, opts);
   Tensor dg = partials(ln, GH, opts), db = partials(ln && p.b_hh.defined(), GH, opts);
   Tensor dh = grad_h.defined() ? grad_h.clone() : at::zeros({N, H}, opts);
   Tensor dprev = at::empty({N, H}, opts);
   const uint8_t* mk = masked ? mask.data_ptr<uint8_t>() : nullptr;
   const Vec<T> zero(T(0)), one(T(1));
 
-  for (int64_t t = T_ - 1; t >= 0; --t) {
-    const Tensor h_prev = t == 0 ? h0 : seq[t - 1];
-    const T* hp = h_prev.data_ptr<T>();
-    const T* hs = seq.data_ptr<T>() + t * N * H;
-    const T* go = grad_out.defined() ? grad_out.data_ptr<T>() + t * N * H : nullptr;
-    const T* ac = act.defined() ? act.data_ptr<T>() + t * N * act.size(2) : nullptr;
-    T* dc = dh.data_ptr<T>();
-    T* dpv = dprev.data_ptr<T>();
-    T* da = dxp.data_ptr<T>() + t * N * GH;
-    T* dr = dR.data_ptr<T>() + t * N * GH;
-    for_rows(N, GH, [&](int64_t n) {
-      T* dan = da + n * GH;
-      const T* dcn = dc + n * H;
-      T* dpn = dpv + n * H;
-      if (masked && !mk[t * N + n]) {  // frozen step: the gradient passes straight through
-        std::fill(dan, dan + GH, T(0));
-        if (ln) std::fill(dr + n * GH, dr + (n + 1) * GH, T(0));
-        std::copy(dcn, dcn + H, dpn);
-        return;
-      }
-      const T* gon = go ? go + n * H : nullptr;
-      const T* hpn = hp + n * H;
-      const T* hn = hs + n * H;
-      vloop<T>(H, [&](int64_t j, int64_t c) {
-        Vec<T> g = ld(dcn, j, c);
-        if (gon) g = g + ld(gon, j, c);
-        if (kind == kElmanTanh) {
-          const Vec<T> h = ld(hn, j, c);
-          st(g * (one - h * h), dan, j, c);
-          if (direct) st(zero, dpn, j, c);
-        } else if (kind == kElmanRelu) {
-          st(Vec<T>::blendv(zero, g, ld(hn, j, c) > zero), dan, j, c);
-          if (direct) st(zero, dpn, j, c);
-        } else if (kind == kAdditive) {
-          const Vec<T> th = ld(ac + n * H, j, c);
-          st(g * (one - th * th), dan, j, c);
-          st(g, dpn, j, c);
-        } else {  // minimal GRU
-          const T* un = ac + n * 2 * H;
-          const Vec<T> u = ld(un, j, c), cand = ld(un + H, j, c), h = ld(hpn, j, c);
-          st(g * (cand - h) * u * (one - u), dan, j, c);
-          st(g * u * (one - cand * cand), dan + H, j, c);
-          st(g * (one - u), dpn, j, c);
+  for (int64_t e = T_; e > 0;) {
+    const int64_t s = std::max<int64_t>(0, e - K), base = ln ? s : 0;
+    for (int64_t t = e - 1; t >= s; --t) {
+      const T* hp = t == 0 ? h0.data_ptr<T>() : seq.data_ptr<T>() + (t - 1) * N * H;
+      const T* hs = seq.data_ptr<T>() + t * N * H;
+      const T* go = grad_out.defined() ? grad_out.data_ptr<T>() + t * N * H : nullptr;
+      const T* ac = act.defined() ? act.data_ptr<T>() + t * N * act.size(2) : nullptr;
+      T* dc = dh.data_ptr<T>();
+      T* dpv = dprev.data_ptr<T>();
+      T* da = dxp.data_ptr<T>() + t * N * GH;
+      T* dr = dR.data_ptr<T>() + (t - base) * N * GH;
+      for_rows(N, GH, [&](int64_t n) {
+        T* dan = da + n * GH;
+        const T* dcn = dc + n * H;
+        T* dpn = dpv + n * H;
+        if (masked && !mk[t * N + n]) {  // frozen step: the gradient passes straight through
+          std::fill(dan, dan + GH, T(0));
+          if (ln) std::fill(dr + n * GH, dr + (n + 1) * GH, T(0));
+          std::copy(dcn, dcn + H, dpn);
+          return;
+        }
+        const T* gon = go ? go + n * H : nullptr;
+        const T* hpn = hp + n * H;
+        const T* hn = hs + n * H;
+        vloop<T>(H, [&](int64_t j, int64_t c) {
+          Vec<T> g = ld(dcn, j, c);
+          if (gon) g = g + ld(gon, j, c);
+          if (kind == kElmanTanh) {
+            const Vec<T> h = ld(hn, j, c);
+            st(g * (one - h * h), dan, j, c);
+            if (direct) st(zero, dpn, j, c);
+          } else if (kind == kElmanRelu) {
+            st(Vec<T>::blendv(zero, g, ld(hn, j, c) > zero), dan, j, c);
+            if (direct) st(zero, dpn, j, c);
+          } else if (kind == kAdditive) {
+            const Vec<T> th = ld(ac + n * H, j, c);
+            st(g * (one - th * th), dan, j, c);
+            st(g, dpn, j, c);
+          } else {  // minimal GRU
+            const T* un = ac + n * 2 * H;
+            const Vec<T> u = ld(un, j, c), cand = ld(un + H, j, c), h = ld(hpn, j, c);
+            st(g * (cand - h) * u * (one - u), dan, j, c);
+            st(g * u * (one - cand * cand), dan + H, j, c);
+            st(g * (one - u), dpn, j, c);
+          }
+        });
+        if (ln) {
+          ln_row_backward<T>(dan, xhat.data_ptr<T>() + (t * N + n) * GH,
+                             rstd.data_ptr<T>()[t * N + n], GH, p.g_hh.data_ptr<T>(), mine<T>(dg),
+                             mine<T>(db), dr + n * GH);
         }
       });
-      if (ln) {
-        ln_row_backward<T>(dan, xhat.data_ptr<T>() + (t * N + n) * GH, rstd.data_ptr<T>()[t * N + n], GH,
-                           p.g_hh.data_ptr<T>(), mine<T>(dg), mine<T>(db),
-                           dr + n * GH);
+      if (direct) {
+        dprev.addmm_(dR.select(0, t - base), p.w_hh);
+      } else {
+        at::mm_out(dprev, dR.select(0, t - base), p.w_hh);
       }
-    });
-    if (direct) {
-      dprev.addmm_(dR[t], p.w_hh);
-    } else {
-      at::mm_out(dprev, dR[t], p.w_hh);
+      std::swap(dh, dprev);
     }
-    std::swap(dh, dprev);
+    add_weight_grad(dW, dR.narrow(0, s - base, e - s), s, h0, seq);
+    e = s;
   }
-  Tensor dW = weight_grad(dR, h0, seq);
   db = p.b_hh.defined() && !ln ? sum_tn(dxp) : reduce(db);
   res = {dxp, dh, dW, db, reduce(dg)};
 }
@@ -178,15 +185,14 @@ void simple_backward_impl(const Params& p, const std::vector<Tensor>& saved, con
 std::vector<Tensor> simple_forward(const Params& p, const Tensor& xp, const Tensor& h0,
                                    const Tensor& mask, bool save) {
   std::vector<Tensor> res;
-  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnlab_simple_forward", [&] {
-    simple_forward_impl<scalar_t>(p, xp, h0, mask, save, res);
-  });
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnlab_simple_forward",
+                             [&] { simple_forward_impl<scalar_t>(p, xp, h0, mask, save, res); });
   return res;
 }
 
 std::vector<Tensor> simple_backward(const Params& p, const std::vector<Tensor>& saved,
-                                    const Tensor& h0, const Tensor& grad_out,
-                                    const Tensor& grad_h, const Tensor& mask) {
+                                    const Tensor& h0, const Tensor& grad_out, const Tensor& grad_h,
+                                    const Tensor& mask) {
   std::vector<Tensor> res;
   AT_DISPATCH_FLOATING_TYPES(saved[0].scalar_type(), "rnnlab_simple_backward", [&] {
     simple_backward_impl<scalar_t>(p, saved, h0, grad_out, grad_h, mask, res);
