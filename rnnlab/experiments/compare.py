@@ -343,9 +343,9 @@ def _plot(config: CompareConfig, tasks: list[str], rows: list[dict], path: Path)
         if task == "adding":
             ax.set_yscale("log")
             ax.axhline(Adding.baseline, color="k", ls="--", lw=1)
-        elif finite := [m for m in means if math.isfinite(m)]:
-            lo, hi = min(finite), max(finite)
-            ax.set_ylim(lo - 0.15 * (hi - lo + 1e-3), hi + 0.15 * (hi - lo + 1e-3))
+        elif finite := [(m, r["std"]) for m, r in zip(means, rs) if math.isfinite(m)]:
+            lo, hi = min(m - sd for m, sd in finite), max(m + sd for m, sd in finite)
+            ax.set_ylim(lo - 0.1 * (hi - lo + 1e-3), hi + 0.1 * (hi - lo + 1e-3))
         ax.grid(True, axis="y", alpha=0.3)
     fig.suptitle(f"cells at equal parameter count, mean +- std over {config.seeds} seeds")
     return save_figure(fig, path)

@@ -164,7 +164,8 @@ class SeedEnsemble(nn.Module):
     def member(self, s: int) -> SequenceModel:
         """A standalone copy of seed ``s``'s model (e.g. for the diagnostics)."""
         D, H, O = self.sizes
-        model = SequenceModel(self.cell, D, H, O, self.readout)
+        with torch.random.fork_rng():  # its own init is overwritten: leave the global RNG alone
+            model = SequenceModel(self.cell, D, H, O, self.readout)
         with torch.no_grad():
             for name, p in model.named_parameters():
                 big = self.model.get_parameter(name)
