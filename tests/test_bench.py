@@ -73,6 +73,17 @@ def test_cli_rejects_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert "BATCH,TIME,HIDDEN" in capsys.readouterr().err
 
 
+def test_no_fast_measures_the_reference(tmp_path: Path) -> None:
+    out = tmp_path / "before.json"
+    args = ["bench", "--grid", "1,2,4", "--repeats", "1", "--warmup", "0", "--no-memory"]
+    args += ["--models", "peephole,rnnlab.nn.GRU", "--no-fast", "--json", str(out)]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    paths = {r["model"]: r["path"] for r in result["results"]}
+    assert paths == {"torch.nn.LSTM": "torch", "peephole": "reference", "rnnlab.nn.GRU": "torch"}
+    assert result["fast_path"] is False and result["results"][0]["peak_mem_bytes"] is None
+
+
 def test_list_names_every_cell(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--list"]) == 0
     names = capsys.readouterr().out.split()

@@ -56,6 +56,11 @@ def register(commands: argparse._SubParsersAction, train: argparse._SubParsersAc
     )
     p.add_argument("--list", action="store_true", help="print the model names and exit")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
+    p.add_argument(
+        "--no-fast",
+        action="store_true",
+        help="run as if rnnlab had no fast path (reference loop, torch kernels): the 'before'",
+    )
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="write results here")
     p.set_defaults(func=run)
 
@@ -78,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         memory=not args.no_memory,
         models=names,
+        fast=not args.no_fast,
     )
     result = run_bench(config, log=lambda m: print(m, file=sys.stderr, flush=True))
     print(format_tables(result))
