@@ -25,6 +25,16 @@ from rnnlab.experiments.synthetic import LECTURE_CELLS
 from rnnlab.experiments.tasks import Adding, Copy, Latch
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The models are tiny: one torch thread is fastest (as `rnnlab experiment` defaults to),
+    and it keeps the timing the same with or without pytest-xdist."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # -- parameter budgets --------------------------------------------------------------------
 def test_count_parameters_matches_the_formula():
     D, H, O = 3, 10, 2
