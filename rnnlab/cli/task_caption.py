@@ -14,12 +14,17 @@ import argparse
 import numpy as np
 import torch
 
-from rnnlab.cli.common import add_model_options, add_trainer_options, nonneg_int, positive_int
+from rnnlab.cli.common import (
+    add_model_options,
+    add_trainer_options,
+    nonneg_int,
+    positive_int,
+    resolve_device,
+)
 from rnnlab.cli.task_common import (
     batches_of,
     chunks,
     default_limits,
-    device_of,
     finish,
     load_task_model,
     mean_loss,
@@ -149,7 +154,7 @@ def train_caption(args: argparse.Namespace) -> int:
         targets, _ = pad_batch([vocab.encode(c, eos=True) for _, c in batch])
         return images, *inputs, targets
 
-    device = device_of(args)
+    device = resolve_device(args)
     rnn = recurrent_config_from_args(args, input_size=args.embedding)
     config = CaptionerConfig(
         len(vocab),

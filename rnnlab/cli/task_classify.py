@@ -12,13 +12,12 @@ import sys
 
 import torch
 
-from rnnlab.cli.common import add_model_options, add_trainer_options, positive_int
+from rnnlab.cli.common import add_model_options, add_trainer_options, positive_int, resolve_device
 from rnnlab.cli.task_common import (
     add_split_options,
     batches_of,
     chunks,
     default_limits,
-    device_of,
     finish,
     load_task_model,
     run_training,
@@ -114,7 +113,7 @@ def train_classify(args: argparse.Namespace) -> int:
         tokens, lengths = pad_batch([vocab.encode(characters(e.text)) for e in items])
         return tokens, lengths, torch.tensor([label_id[e.label] for e in items])
 
-    device = device_of(args)
+    device = resolve_device(args)
     rnn = recurrent_config_from_args(args, input_size=args.embedding)
     config = ClassifierConfig(
         len(vocab),

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from rnnlab.checkpoint import Checkpoint, load_model
-from rnnlab.cli.common import prepare_out_dir, resolve_device, trainer_config_from_args
+from rnnlab.cli.common import prepare_out_dir, trainer_config_from_args
 from rnnlab.errors import RnnlabError
 from rnnlab.training import Trainer, TrainResult
 
@@ -178,16 +178,11 @@ def finish(
     print(f"results in {out}/test_metrics.json; checkpoints in {out}/best and {out}/last")
 
 
-def device_of(args: argparse.Namespace) -> torch.device:
-    return resolve_device(args)
-
-
 __all__ = [
     "add_split_options",
     "batches_of",
     "chunks",
     "default_limits",
-    "device_of",
     "finish",
     "load_task_model",
     "mean_loss",

@@ -18,13 +18,13 @@ from rnnlab.cli.common import (
     nonneg_float,
     nonneg_int,
     positive_int,
+    resolve_device,
 )
 from rnnlab.cli.task_common import (
     add_split_options,
     batches_of,
     chunks,
     default_limits,
-    device_of,
     finish,
     load_task_model,
     mean_loss,
@@ -105,7 +105,7 @@ def train_names(args: argparse.Namespace) -> int:
         targets, _ = pad_batch([vocab.encode(characters(e.text), eos=True) for e in items])
         return torch.tensor([lang_id[e.label] for e in items]), *inputs, targets
 
-    device = device_of(args)
+    device = resolve_device(args)
     rnn = recurrent_config_from_args(args, input_size=args.embedding + args.lang_embedding)
     config = NameGeneratorConfig(
         len(vocab),

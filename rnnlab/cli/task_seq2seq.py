@@ -19,13 +19,13 @@ from rnnlab.cli.common import (
     add_trainer_options,
     nonneg_float,
     positive_int,
+    resolve_device,
 )
 from rnnlab.cli.task_common import (
     add_split_options,
     batches_of,
     chunks,
     default_limits,
-    device_of,
     finish,
     load_task_model,
     mean_loss,
@@ -162,7 +162,7 @@ def train_seq2seq(args: argparse.Namespace) -> int:
         tgt = pad_batch([tgt_vocab.encode(tok(p.target), sos=True, eos=True) for p in items])
         return (*src, *tgt)
 
-    device = device_of(args)
+    device = resolve_device(args)
     rnn = recurrent_config_from_args(args, input_size=args.embedding)
     config = Seq2SeqConfig(
         len(src_vocab),

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import torch
 
-from rnnlab.cli.common import add_model_options, add_trainer_options, positive_int
+from rnnlab.cli.common import add_model_options, add_trainer_options, positive_int, resolve_device
 from rnnlab.cli.task_common import (
     add_split_options,
     batches_of,
     chunks,
     default_limits,
-    device_of,
     finish,
     load_task_model,
     run_training,
@@ -149,7 +148,7 @@ def train_tag(args: argparse.Namespace) -> int:
         targets, _ = pad_batch([tags.encode(s.tags) for s in items])
         return tokens, lengths, targets
 
-    device = device_of(args)
+    device = resolve_device(args)
     rnn = recurrent_config_from_args(args, input_size=args.embedding)
     config = TaggerConfig(len(vocab), len(tags), args.embedding, rnn, dropout=args.dropout)
     torch.manual_seed(args.seed)
