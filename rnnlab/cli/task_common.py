@@ -138,10 +138,14 @@ def run_training(
 
 
 def load_task_model(
-    path: str | Path, task: str | tuple[str, ...], device: str | torch.device = "cpu"
+    path: str | Path,
+    task: str | tuple[str, ...],
+    device: str | torch.device = "cpu",
+    prefer: str = "best",
 ) -> tuple[nn.Module, Checkpoint]:
-    """The model of checkpoint ``path`` (best of a run directory), checking that it is ``task``."""
-    model, ckpt = load_model(path, device=device)
+    """The model of checkpoint ``path`` (of a run directory: its ``prefer`` checkpoint, best or
+    last), checking that it is ``task``."""
+    model, ckpt = load_model(path, device=device, prefer=prefer)
     tasks = (task,) if isinstance(task, str) else task
     if ckpt.meta.get("task") not in tasks:
         raise RnnlabError(
