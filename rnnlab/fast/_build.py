@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import os
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import torch
 _SOURCES = ("ops.cpp", "simple.cpp", "gru.cpp", "lstm.cpp")
 _HERE = Path(__file__).resolve().parent
 _state: dict[str, object] = {}
+_lock = threading.Lock()
 
 
 def cache_dir() -> Path:
@@ -68,9 +70,16 @@ def load() -> bool:
     """Load (building once if needed) the extension; True if ``torch.ops.rnnlab_fast`` works."""
     if "ok" in _state:
         return bool(_state["ok"])
+    with _lock:
+        if "ok" not in _state:
+            _state["ok"] = _try_load()
+    return bool(_state["ok"])
+
+
+def _try_load() -> bool:
     try:
         _load()
-        _state["ok"] = True
+        return True
     except Exception as exc:  # no compiler, no ninja, a failed build: fall back, once, loudly
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         errors = [line for line in lines if "error" in line.lower()]
@@ -79,10 +88,9 @@ def load() -> bool:
             f"rnnlab.fast: C++ kernels unavailable ({reason[:200]}); "
             "using the reference loop (slower)",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-        _state["ok"] = False
-    return bool(_state["ok"])
+        return False
 
 
 def _load() -> None:
