@@ -115,7 +115,7 @@ def fit(model: torch.nn.Module, batch: tuple, steps: int, lr: float = 0.02) -> f
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def test_classifier_overfits() -> None:
