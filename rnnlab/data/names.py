@@ -135,9 +135,9 @@ WEIGHTINGS = ("none", "sqrt", "inverse")
 def class_weights(labels: Sequence[str], classes: Sequence[str], scheme: str) -> list[float]:
     """Cross-entropy weights per class, normalised so that the mean weight over the examples is 1.
 
-    ``inverse``: w_c proportional to 1 / n_c (every class counts the same in the loss, which
-    targets macro-F1); ``sqrt``: 1 / sqrt(n_c), a compromise that keeps most of the accuracy
-    on the frequent classes; ``none``: all 1.
+    ``inverse``: w_c proportional to 1 / n_c (every class counts the same in the loss);
+    ``sqrt``: 1 / sqrt(n_c), a compromise that keeps most of the accuracy on the frequent
+    classes (on the names, the best macro-F1); ``none``: all 1.
     """
     if scheme not in WEIGHTINGS:
         raise RnnlabError(f"unknown class weighting {scheme!r}; choose one of {WEIGHTINGS}")
