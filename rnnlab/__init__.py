@@ -13,13 +13,11 @@ from rnnlab.cells import (
     GRUCell,
     LSTMCell,
     MinimalGRUCell,
-    MUT1Cell,
-    MUT2Cell,
-    MUT3Cell,
     RecurrentCell,
 )
 from rnnlab.errors import RnnlabError
 from rnnlab.layers import Recurrent, flip_valid, scan
+from rnnlab.mut import MUT1Cell, MUT2Cell, MUT3Cell
 from rnnlab.registry import CELLS, RecurrentConfig, cell_factory
 
 __version__ = "0.1.0"

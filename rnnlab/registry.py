@@ -16,12 +16,10 @@ from rnnlab.cells import (
     GRUCell,
     LSTMCell,
     MinimalGRUCell,
-    MUT1Cell,
-    MUT2Cell,
-    MUT3Cell,
 )
 from rnnlab.errors import RnnlabError
 from rnnlab.layers import Recurrent
+from rnnlab.mut import MUT1Cell, MUT2Cell, MUT3Cell
 
 CELLS: dict[str, CellFactory] = {
     "lstm": LSTMCell,
