@@ -83,6 +83,9 @@ def main() -> None:
     p.add_argument("--min-lr", type=float, default=1e-4)
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
     p.add_argument("--clip", type=float, default=5.0)
+    p.add_argument(
+        "--no-shift", action="store_true", help="same windows every epoch (default: shifted)"
+    )
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/plain-lm"))
@@ -96,7 +99,6 @@ def main() -> None:
     n_train = int(len(ids) * 0.9)
     train_ids, val_ids = ids[:n_train], ids[n_train:]
     x_all, y_all = streams(train_ids, args.batch)
-    n_batches = x_all.shape[1] // args.seq_len
 
     model = CharLSTM(len(chars), args.embedding, args.hidden, args.layers, args.dropout)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -107,13 +109,19 @@ def main() -> None:
     train_tokens, train_time = 0, 0.0
     best = math.inf
     mark = time.perf_counter()
-    done = False
+    done, epoch = False, 0
     while not done:
+        offset = 0  # epochs after the first start their windows at a random offset < seq_len
+        if epoch > 0 and not args.no_shift:
+            g = torch.Generator().manual_seed(epoch)
+            offset = int(torch.randint(0, args.seq_len, (1,), generator=g))
+        n_batches = (x_all.shape[1] - offset) // args.seq_len
+        epoch += 1
         for i in range(n_batches):
             if i == 0:
                 state = None  # reset at every epoch's start
-            x = x_all[:, i * args.seq_len : (i + 1) * args.seq_len]
-            y = y_all[:, i * args.seq_len : (i + 1) * args.seq_len]
+            window = slice(offset + i * args.seq_len, offset + (i + 1) * args.seq_len)
+            x, y = x_all[:, window], y_all[:, window]
             progress = elapsed / args.time_budget
             if args.max_steps:
                 progress = max(progress, step / args.max_steps)
@@ -148,7 +156,7 @@ def main() -> None:
                 rows.append({"step": step, "elapsed_s": round(elapsed, 2), "val_loss": val})
                 print(
                     f"step {step} {elapsed / 60:.1f} min: val {val:.4f} "
-                    f"train {float(loss):.4f} {train_tokens / train_time:,.0f} tok/s",
+                    f"train {loss.item():.4f} {train_tokens / train_time:,.0f} tok/s",
                     flush=True,
                 )
                 done = done or elapsed >= args.time_budget

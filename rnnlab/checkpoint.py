@@ -20,11 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
@@ -324,13 +326,77 @@ def load_model(
     return model.to(device).eval(), ckpt
 
 
+# -- resuming: the RNG streams and the model's identity -------------------------------------
+def rng_state() -> dict:
+    """The torch, numpy, random (and CUDA) generator states, as tensors and JSON values."""
+    name, keys, *rest = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [name, torch.from_numpy(keys.copy()), *rest],
+        "python": _to_json(random.getstate()),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` captured."""
+    torch.set_rng_state(state["torch"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy(), *rest))
+    random.setstate(_from_json(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_json(obj: Any) -> Any:
+    return [_to_json(o) for o in obj] if isinstance(obj, (tuple, list)) else obj
+
+
+def _from_json(obj: Any) -> Any:
+    return tuple(_from_json(o) for o in obj) if isinstance(obj, list) else obj
+
+
+def check_same_meta(saved: dict, current: dict, where: Path) -> None:
+    """Refuse to resume when the model (task, config, vocabulary) differs from the checkpoint's."""
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                if a.get(k) != b.get(k):
+                    diffs.append(
+                        f"{key}.{k}: {_short(a.get(k))} in checkpoint, {_short(b.get(k))} now"
+                    )
+        else:
+            diffs.append(f"{key}: {_short(a)} in checkpoint, {_short(b)} now")
+    if diffs:
+        raise RnnlabError(
+            f"cannot resume {where}: the model options differ from the checkpoint's ("
+            + "; ".join(diffs[:3])
+            + ("; ..." if len(diffs) > 3 else "")
+            + ")"
+        )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 __all__ = [
     "FORMAT_VERSION",
     "Checkpoint",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_same_meta",
     "load_checkpoint",
     "load_model",
     "resolve_checkpoint",
+    "rng_state",
     "save_checkpoint",
+    "set_rng_state",
 ]

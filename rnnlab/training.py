@@ -36,127 +36,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnlab.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from rnnlab.checkpoint import (
+    atomic_write_text,
+    check_same_meta,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from rnnlab.errors import RnnlabError
 from rnnlab.regularizers import NormStabilizer
 from rnnlab.runlog import RunLog, plot_loss_curves
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine", "linear", "step")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything about how to train (not what): stored with every checkpoint.
-
-    Args:
-        optimizer: "adam", "adamw" or "sgd".
-        lr: peak learning rate.
-        weight_decay: L2 (adam, sgd) or decoupled (adamw) weight decay.
-        momentum: SGD momentum.
-        schedule: "constant", "cosine" (to ``min_lr``), "linear" (to ``min_lr``) or "step"
-            (times ``step_gamma`` every ``step_every`` of the run), after ``warmup_steps``.
-        warmup_steps: linear warm-up from 0 over this many steps.
-        min_lr: the floor of the cosine and linear schedules.
-        step_gamma, step_every: the step schedule's factor and period (a fraction of the run).
-        max_steps: stop after this many optimizer steps (None: no limit).
-        max_epochs: stop after this many epochs (None: no limit).
-        time_budget: stop after this many seconds of training, counted across resumes (None: no
-            limit). The schedules decay over the tightest of the three limits.
-        clip_norm: clip the global gradient norm to this (Pascanu et al., 2013); None or 0: off.
-        norm_stabilizer: beta of Krueger & Memisevic's (2016) penalty
-            ``beta * mean_t (||h_t|| - ||h_{t-1}||)^2`` on every ``Recurrent`` output; 0: off.
-        eval_every: validate every this many steps (and at the end).
-        patience: stop after this many validations without improvement (None: never).
-        seed: seeds torch, numpy and random at the start of a fresh run.
-        log_every: write a row of ``metrics.csv`` every this many steps.
-        tensorboard: also log to ``out_dir/tensorboard``.
-        progress: show a tqdm progress bar.
-    """
-
-    optimizer: str = "adam"
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    min_lr: float = 0.0
-    step_gamma: float = 0.5
-    step_every: float = 0.25
-    max_steps: int | None = None
-    max_epochs: int | None = None
-    time_budget: float | None = None
-    clip_norm: float | None = 5.0
-    norm_stabilizer: float = 0.0
-    eval_every: int = 200
-    patience: int | None = None
-    seed: int = 0
-    log_every: int = 10
-    tensorboard: bool = False
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise RnnlabError(f"unknown optimizer {self.optimizer!r}; choose {OPTIMIZERS}")
-        if self.schedule not in SCHEDULES:
-            raise RnnlabError(f"unknown schedule {self.schedule!r}; choose {SCHEDULES}")
-        positive = {"lr": self.lr, "eval_every": self.eval_every, "log_every": self.log_every}
-        for name in ("max_steps", "max_epochs", "time_budget", "patience"):
-            if getattr(self, name) is not None:
-                positive[name] = getattr(self, name)
-        for name, value in positive.items():
-            if not value > 0:
-                raise RnnlabError(f"{name} must be > 0, got {value!r}")
-        nonneg = {
-            "weight_decay": self.weight_decay,
-            "momentum": self.momentum,
-            "warmup_steps": self.warmup_steps,
-            "min_lr": self.min_lr,
-            "norm_stabilizer": self.norm_stabilizer,
-            "clip_norm": self.clip_norm or 0.0,
-        }
-        for name, value in nonneg.items():
-            if not value >= 0:
-                raise RnnlabError(f"{name} must be >= 0, got {value!r}")
-        if not 0 < self.step_gamma <= 1 or not 0 < self.step_every <= 1:
-            raise RnnlabError("step_gamma and step_every must be in (0, 1]")
-
-
-def lr_at(step: int, config: TrainConfig, progress: float | None = None) -> float:
-    """The learning rate of optimizer step ``step`` (0-based): a pure function.
-
-    Args:
-        step: the number of optimizer steps taken so far.
-        config: the schedule's parameters.
-        progress: the fraction of the run done, in [0, 1]; by default ``step / max_steps``
-            (0 when there is no ``max_steps``). The trainer passes the largest of the step,
-            epoch and time fractions.
-    """
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    if progress is None:
-        progress = step / config.max_steps if config.max_steps else 0.0
-    p = min(max(progress, 0.0), 1.0)
-    lo, hi = config.min_lr, config.lr
-    if config.schedule == "cosine":
-        return lo + (hi - lo) * 0.5 * (1.0 + math.cos(math.pi * p))
-    if config.schedule == "linear":
-        return hi + (lo - hi) * p
-    if config.schedule == "step":
-        return hi * config.step_gamma ** math.floor(p / config.step_every + 1e-9)
-    return hi
-
-
-def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer named by ``config.optimizer``."""
-    params = list(params)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(
-        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
+from rnnlab.trainconfig import OPTIMIZERS, SCHEDULES, TrainConfig, lr_at, make_optimizer
 
 
 class LossFn(Protocol):
@@ -198,35 +89,6 @@ class TrainResult:
     train_loss: float | None = None
     tokens_per_s: float | None = None
     message: str = ""  # why training stopped, when it is an error (NaN/Inf)
-
-
-def _rng_state() -> dict:
-    name, keys, *rest = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": [name, torch.from_numpy(keys.copy()), *rest],
-        "python": _to_json(random.getstate()),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy(), *rest))
-    random.setstate(_from_json(state["python"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _to_json(obj: Any) -> Any:
-    return [_to_json(o) for o in obj] if isinstance(obj, (tuple, list)) else obj
-
-
-def _from_json(obj: Any) -> Any:
-    return tuple(_from_json(o) for o in obj) if isinstance(obj, list) else obj
 
 
 class Trainer:
@@ -329,7 +191,7 @@ class Trainer:
             "bad_evals": self.bad_evals,
             "last_metrics": self.last_metrics,
             "train_config": asdict(self.config),
-            "rng": _rng_state(),
+            "rng": rng_state(),
         }
         if hasattr(self.loss_fn, "state_dict"):
             state["loss_fn"] = self.loss_fn.state_dict()
@@ -350,7 +212,7 @@ class Trainer:
         s = ckpt.training_state
         if s is None or "rng" not in s:
             raise RnnlabError(f"cannot resume from {ckpt.path}: it holds no training state")
-        _check_same_meta(ckpt.meta, self.meta, ckpt.path)
+        check_same_meta(ckpt.meta, self.meta, ckpt.path)
         saved = s.get("train_config", {}).get("optimizer")
         if saved != self.config.optimizer:
             raise RnnlabError(
@@ -369,7 +231,7 @@ class Trainer:
         self.last_metrics = s["last_metrics"]
         if "loss_fn" in s and hasattr(self.loss_fn, "load_state_dict"):
             self.loss_fn.load_state_dict(_to_device(s["loss_fn"], self.device))
-        _set_rng_state(s["rng"])
+        set_rng_state(s["rng"])
 
     # -- one step, one validation ------------------------------------------------------
     def train_step(self, batch: Any) -> tuple[float, int, float | None] | None:
@@ -586,35 +448,6 @@ def _progress_bar(config: TrainConfig, initial: int) -> Any:
         dynamic_ncols=True,
         leave=False,
     )
-
-
-def _check_same_meta(saved: dict, current: dict, where: Path) -> None:
-    """Refuse to resume when the model (task, config, vocabulary) differs from the checkpoint's."""
-    diffs = []
-    for key in sorted(set(saved) | set(current)):
-        a, b = saved.get(key), current.get(key)
-        if a == b:
-            continue
-        if isinstance(a, dict) and isinstance(b, dict):
-            for k in sorted(set(a) | set(b)):
-                if a.get(k) != b.get(k):
-                    diffs.append(
-                        f"{key}.{k}: {_short(a.get(k))} in checkpoint, {_short(b.get(k))} now"
-                    )
-        else:
-            diffs.append(f"{key}: {_short(a)} in checkpoint, {_short(b)} now")
-    if diffs:
-        raise RnnlabError(
-            f"cannot resume {where}: the model options differ from the checkpoint's ("
-            + "; ".join(diffs[:3])
-            + ("; ..." if len(diffs) > 3 else "")
-            + ")"
-        )
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 __all__ = [

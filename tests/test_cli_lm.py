@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from rnnlab.cli import main
 from rnnlab.cli.common import (
@@ -83,6 +84,7 @@ def test_shared_options_build_configs() -> None:
         ["--time-budget", "soon"],
         ["--cell", "transformer"],
         ["--batch", "-2"],
+        ["--threads", "0"],
     ],
 )
 def test_shared_options_reject_out_of_range(argv: list[str], capsys: pytest.CaptureFixture) -> None:
@@ -91,6 +93,22 @@ def test_shared_options_reject_out_of_range(argv: list[str], capsys: pytest.Capt
     assert exc.value.code != 0
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("t: error: argument")
+
+
+def test_threads_option_sets_torch_threads() -> None:
+    from rnnlab.cli.common import resolve_device
+
+    before = torch.get_num_threads()
+    try:
+        args = _parser().parse_args(["--threads", "1", "--device", "cpu"])
+        assert resolve_device(args) == torch.device("cpu")
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(3)
+        args = _parser().parse_args(["--device", "cpu"])  # no --threads: torch's own setting
+        resolve_device(args)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
 
 
 # -- rnnlab train lm / sample / eval ------------------------------------------------------------

@@ -82,6 +82,29 @@ def test_stream_batches_are_contiguous_per_stream() -> None:
     assert len(last) == 25 and last[-1][0].shape == (4, 9)
 
 
+def test_shifted_epochs_move_the_windows_deterministically() -> None:
+    ids = torch.arange(1000)
+    plain = StreamBatches(ids, batch_size=4, seq_len=10)
+    shifted = StreamBatches(ids, batch_size=4, seq_len=10, shift=True)
+    first = [b[0] for b in shifted(0)]
+    assert all(torch.equal(a, b[0]) for a, b in zip(first, plain(0)))  # epoch 0 is unshifted
+    offsets = [shifted.offset_of(e) for e in range(1, 30)]
+    assert all(0 <= o < 10 for o in offsets) and len(set(offsets)) > 3
+    assert offsets == [StreamBatches(ids, 4, 10, shift=True).offset_of(e) for e in range(1, 30)]
+    for epoch in range(1, 6):
+        o = shifted.offset_of(epoch)
+        seen = list(shifted(epoch))
+        assert [first for _, _, first in seen] == [True] + [False] * (len(seen) - 1)
+        assert len(seen) == (249 - o) // 10
+        x = torch.cat([b[0] for b in seen], dim=1)
+        y = torch.cat([b[1] for b in seen], dim=1)
+        for s in range(4):  # still contiguous per stream, starting o tokens in
+            start = s * 249 + o
+            assert torch.equal(x[s], torch.arange(start, start + x.shape[1]))
+            assert torch.equal(y[s], x[s] + 1)
+    assert next(iter(plain(3)))[0][0, 0] == 0  # without shift every epoch is the same
+
+
 def test_corpus_shorter_than_one_batch_is_a_clear_error() -> None:
     with pytest.raises(RnnlabError, match=r"corpus too short.*needs at least 41 tokens"):
         StreamBatches(torch.arange(40), batch_size=4, seq_len=10)

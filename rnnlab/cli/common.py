@@ -19,7 +19,7 @@ import torch
 
 from rnnlab.errors import RnnlabError
 from rnnlab.registry import CELL_HELP, CELLS, RecurrentConfig
-from rnnlab.training import OPTIMIZERS, SCHEDULES, TrainConfig
+from rnnlab.trainconfig import OPTIMIZERS, SCHEDULES, TrainConfig
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
@@ -265,6 +265,12 @@ def add_trainer_options(
     )
     g.add_argument("--tensorboard", action="store_true", help="also log to DIR/tensorboard")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
+    g.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch CPU threads (default: torch's, one per core; use 1 on a busy machine)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -293,7 +299,15 @@ def trainer_config_from_args(args: argparse.Namespace, **overrides: object) -> T
 
 
 def resolve_device(args: argparse.Namespace) -> torch.device:
-    """``--device``: "auto" is cuda when available, else cpu; an unavailable device is an error."""
+    """``--device``: "auto" is cuda when available, else cpu; an unavailable device is an error.
+
+    Also applies ``--threads`` (torch's CPU threads) where the command has it: with one thread per
+    core on a machine whose cores are busy, OpenMP workers wait on each other and training can
+    run many times slower than with one thread.
+    """
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        torch.set_num_threads(threads)
     name = getattr(args, "device", "auto")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -33,6 +33,11 @@ def register(commands: argparse._SubParsersAction, train: argparse._SubParsersAc
         "--seeds", type=int, default=None, help="number of seeds (default: the setting's)"
     )
     p.add_argument(
+        "--fresh", action="store_true",
+        help="recompute everything; by default the parts an interrupted run of the same "
+        "configuration finished (kept in OUT/units) are reused",
+    )  # fmt: skip
+    p.add_argument(
         "--threads", type=int, default=1,
         help="torch CPU threads (default 1: the models are tiny; more threads mostly add overhead)",
     )  # fmt: skip
@@ -65,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out) if args.out else Path("runs/experiments") / args.name
     print(f"running experiment {args.name} ({args.setting}) -> {out}", flush=True)
-    result = run_experiment(args.name, args.setting, out, seeds=args.seeds)
+    result = run_experiment(args.name, args.setting, out, seeds=args.seeds, fresh=args.fresh)
     print(report(result, out))
     return 0
 

@@ -77,6 +77,12 @@ def register(commands: argparse._SubParsersAction, train: argparse._SubParsersAc
         default=100,
         help="truncated-BPTT window, in tokens (default 100)",
     )
+    g.add_argument(
+        "--no-shift",
+        action="store_true",
+        help="cut the text at the same places every epoch (default: each epoch after the first "
+        "starts its windows at a random offset below --seq-len)",
+    )
     add_model_options(p, MODEL_DEFAULTS)
     m = p.add_argument_group("language model")
     m.add_argument(
@@ -157,7 +163,7 @@ def train_lm(args: argparse.Namespace) -> int:
     vocab = WordVocab.from_text(text, args.vocab_size) if args.word else CharVocab.from_text(text)
     ids = vocab.encode(text)
     train_ids, val_ids = split_ids(ids, args.val_fraction)
-    batches = StreamBatches(train_ids, args.batch, args.seq_len)
+    batches = StreamBatches(train_ids, args.batch, args.seq_len, shift=not args.no_shift)
     if len(val_ids) < 2:
         raise RnnlabError(
             f"the validation part of the text has {len(val_ids)} tokens (need 2 or more): "

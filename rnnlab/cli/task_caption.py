@@ -22,9 +22,10 @@ from rnnlab.cli.common import (
     resolve_device,
 )
 from rnnlab.cli.task_common import (
-    batches_of,
     chunks,
+    collated,
     default_limits,
+    describe_rnn,
     finish,
     load_task_model,
     mean_loss,
@@ -169,7 +170,7 @@ def train_caption(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     model = Captioner(config).to(device)
     meta = {**model.to_meta(), "vocab": vocab.to_meta(), "data": {"path": args.data or "synthetic"}}
-    val_batches = [collate(c) for c in chunks(items["val"], 256)]
+    val_batches = collated(items["val"], collate)
 
     def n_words(batch: tuple) -> int:
         return int(batch[2].sum())
@@ -194,26 +195,25 @@ def train_caption(args: argparse.Namespace) -> int:
         return loss, n_words(batch)
 
     describe = (
-        f"a CNN + {rnn.num_layers}x{rnn.hidden_size} {rnn.cell} captioner on "
+        f"a CNN + {describe_rnn(rnn)} captioner on "
         f"{len(items['train'])} train / {len(items['val'])} validation images "
         f"({'synthetic' if args.data is None else args.data}), {len(vocab)} words"
     )
-    batches = batches_of(items["train"], args.batch, args.seed, collate)
-    done = run_training(
+    run = run_training(
         args,
         "caption",
         model,
         meta,
-        batches,
+        items["train"],
+        collate,
         evaluate,
         describe,
         default_limits(args, EPOCHS, BUDGET),
         loss_fn=tokens_loss,
     )
-    if done is None:
+    if run is None:
         return 1
-    result, out = done
-    best, _ = load_task_model(out, "caption", device)
+    result, out, best = run
     metrics: dict[str, float | int] = {}
     lines = []
     for split in [s for s in ("test", "heldout") if s in items]:

@@ -15,9 +15,9 @@ import torch
 from rnnlab.cli.common import add_model_options, add_trainer_options, positive_int, resolve_device
 from rnnlab.cli.task_common import (
     add_split_options,
-    batches_of,
-    chunks,
+    collated,
     default_limits,
+    describe_rnn,
     finish,
     load_task_model,
     run_training,
@@ -131,7 +131,7 @@ def train_classify(args: argparse.Namespace) -> int:
         "labels": labels,
         "data": {"path": source, "class_weights": args.class_weights},
     }
-    val_batches = [collate(c) for c in chunks(val, 256)]
+    val_batches = collated(val, collate)
 
     def predictions(model: Classifier, batches: list[tuple]) -> tuple[list[int], list[int], float]:
         pred, gold, total = [], [], 0.0
@@ -150,28 +150,26 @@ def train_classify(args: argparse.Namespace) -> int:
 
     print(f"data: {source}: {summary(examples)}", file=sys.stderr)
     describe = (
-        f"a {rnn.num_layers}x{rnn.hidden_size} {'bidirectional ' if rnn.bidirectional else ''}"
-        f"{rnn.cell} classifier on {len(train)} train / {len(val)} validation / {len(test)} "
-        f"test examples, {len(labels)} classes, {len(vocab)} symbols, class weights "
+        f"a {describe_rnn(rnn)} classifier on {len(train)} train / {len(val)} validation / "
+        f"{len(test)} test examples, {len(labels)} classes, {len(vocab)} symbols, class weights "
         f"{args.class_weights}"
     )
-    batches = batches_of(train, args.batch, args.seed, collate)
-    done = run_training(
+    run = run_training(
         args,
         "classify",
         model,
         meta,
-        batches,
+        train,
+        collate,
         evaluate,
         describe,
         default_limits(args, EPOCHS, BUDGET),
     )
-    if done is None:
+    if run is None:
         return 1
-    result, out = done
-    best, _ = load_task_model(out, "classify", device)
+    result, out, best = run
     with torch.no_grad():
-        pred, gold, loss = predictions(best, [collate(c) for c in chunks(test, 256)])
+        pred, gold, loss = predictions(best, collated(test, collate))
     cm = confusion_matrix(pred, gold, len(labels))
     table = format_per_class(cm, labels)
     (out / "test_report.txt").write_text(table + "\n", encoding="utf-8")

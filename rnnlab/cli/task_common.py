@@ -14,7 +14,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import torch
 from torch import nn
@@ -22,6 +22,7 @@ from torch import nn
 from rnnlab.checkpoint import Checkpoint, load_model
 from rnnlab.cli.common import prepare_out_dir, trainer_config_from_args
 from rnnlab.errors import RnnlabError
+from rnnlab.registry import RecurrentConfig
 from rnnlab.training import Trainer, TrainResult
 
 T = TypeVar("T")
@@ -90,21 +91,39 @@ def mean_loss(
     return total / max(n, 1)
 
 
+class TrainedRun(NamedTuple):
+    """What :func:`run_training` returns: the trainer's result, the run directory, and the model
+    of its best checkpoint (lowest validation loss), in eval mode."""
+
+    result: TrainResult
+    out: Path
+    best: nn.Module
+
+
+def describe_rnn(rnn: RecurrentConfig) -> str:
+    """``"2x128 bidirectional gru"``: the recurrent part of a model, for the run's first line."""
+    both = "bidirectional " if rnn.bidirectional else ""
+    return f"{rnn.num_layers}x{rnn.hidden_size} {both}{rnn.cell}"
+
+
 def run_training(
     args: argparse.Namespace,
     task: str,
     model: nn.Module,
     meta: dict,
-    batches: Callable[[int], list[tuple]],
+    train: Sequence[T],
+    collate: Callable[[list[T]], tuple],
     evaluate: Callable[[nn.Module], dict[str, float]],
     describe: str,
     limits: dict[str, object],
     loss_fn: Callable | None = None,
-) -> tuple[TrainResult, Path] | None:
-    """Train with the shared trainer; print what is trained and how it ended.
+) -> TrainedRun | None:
+    """Train on ``train`` (shuffled every epoch by ``--seed``, batches of ``--batch``) with the
+    shared trainer; print what is trained and how it ended; load the best checkpoint.
 
-    Returns ``(result, out_dir)``, or None if training stopped on a NaN/Inf loss (reported).
+    Returns None if training stopped on a NaN/Inf loss (reported; the last good checkpoint kept).
     """
+    batches = batches_of(train, args.batch, args.seed, collate)
     config = trainer_config_from_args(args, **limits)
     out = prepare_out_dir(args, task)
     n_params = sum(p.numel() for p in model.parameters())
@@ -134,7 +153,14 @@ def run_training(
     if result.best_val_loss is not None:
         summary += f"; best validation loss {result.best_val_loss:.4f} at step {result.best_step}"
     print(summary, file=sys.stderr)
-    return result, out
+    device = next(model.parameters()).device
+    best, _ = load_task_model(out, task, device)
+    return TrainedRun(result, out, best)
+
+
+def collated(items: Sequence[T], collate: Callable[[list[T]], tuple], size: int = 256) -> list:
+    """``items`` as collated batches of ``size``, in order (for evaluation)."""
+    return [collate(c) for c in chunks(items, size)]
 
 
 def load_task_model(
@@ -183,10 +209,13 @@ def finish(
 
 
 __all__ = [
+    "TrainedRun",
     "add_split_options",
     "batches_of",
     "chunks",
+    "collated",
     "default_limits",
+    "describe_rnn",
     "finish",
     "load_task_model",
     "mean_loss",

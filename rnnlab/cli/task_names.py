@@ -22,9 +22,9 @@ from rnnlab.cli.common import (
 )
 from rnnlab.cli.task_common import (
     add_split_options,
-    batches_of,
-    chunks,
+    collated,
     default_limits,
+    describe_rnn,
     finish,
     load_task_model,
     mean_loss,
@@ -125,7 +125,7 @@ def train_names(args: argparse.Namespace) -> int:
         "languages": languages,
         "data": {"path": source},
     }
-    val_batches = [collate(c) for c in chunks(val, 256)]
+    val_batches = collated(val, collate)
 
     def n_chars(batch: tuple) -> int:
         return int(batch[2].sum())
@@ -138,28 +138,27 @@ def train_names(args: argparse.Namespace) -> int:
         return loss, n_chars(batch)
 
     describe = (
-        f"a {rnn.num_layers}x{rnn.hidden_size} {rnn.cell} name generator on {len(train)} train / "
+        f"a {describe_rnn(rnn)} name generator on {len(train)} train / "
         f"{len(val)} validation / {len(test)} test names, {len(languages)} languages, "
         f"{len(vocab)} symbols"
     )
-    batches = batches_of(train, args.batch, args.seed, collate)
-    done = run_training(
+    run = run_training(
         args,
         "names",
         model,
         meta,
-        batches,
+        train,
+        collate,
         evaluate,
         describe,
         default_limits(args, EPOCHS, BUDGET),
         loss_fn=tokens_loss,
     )
-    if done is None:
+    if run is None:
         return 1
-    result, out = done
-    best, _ = load_task_model(out, "names", device)
+    result, out, best = run
     with torch.no_grad():
-        loss = mean_loss(best, [collate(c) for c in chunks(test, 256)], n_chars, device)
+        loss = mean_loss(best, collated(test, collate), n_chars, device)
     g = torch.Generator(device=device).manual_seed(0)
     known = {e.text for e in train}
     samples, lines = [], []

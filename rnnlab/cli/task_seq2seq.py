@@ -23,9 +23,10 @@ from rnnlab.cli.common import (
 )
 from rnnlab.cli.task_common import (
     add_split_options,
-    batches_of,
     chunks,
+    collated,
     default_limits,
+    describe_rnn,
     finish,
     load_task_model,
     mean_loss,
@@ -184,7 +185,7 @@ def train_seq2seq(args: argparse.Namespace) -> int:
         "tokenizer": tokenizer,
         "data": {"path": source},
     }
-    val_batches = [collate(c) for c in chunks(val, 128)]
+    val_batches = collated(val, collate, 128)
 
     def decode_all(model: Seq2Seq, pairs: list, max_len: int) -> list[list[str]]:
         hyps = []
@@ -212,18 +213,16 @@ def train_seq2seq(args: argparse.Namespace) -> int:
     if args.synthetic and limits:
         limits = {"max_steps": SYNTHETIC_STEPS, "time_budget": 120.0}
     describe = (
-        f"a {rnn.num_layers}x{rnn.hidden_size} {rnn.cell} encoder-decoder"
-        f"{' (bidirectional encoder)' if rnn.bidirectional else ''}, attention "
+        f"a {describe_rnn(rnn)} encoder-decoder, attention "
         f"{args.attention or 'none'}, on {source}: {len(train)} train / {len(val)} validation / "
         f"{len(test)} test pairs, vocabularies {len(src_vocab)} -> {len(tgt_vocab)}"
     )
-    batches = batches_of(train, args.batch, args.seed, collate)
-    done = run_training(
-        args, "seq2seq", model, meta, batches, evaluate, describe, limits, loss_fn=tokens_loss
+    run = run_training(
+        args, "seq2seq", model, meta, train, collate, evaluate, describe, limits, tokens_loss
     )
-    if done is None:
+    if run is None:
         return 1
-    result, out = done
+    result, out, _ = run
     # The validation loss (teacher-forced cross-entropy) bottoms out epochs before BLEU stops
     # improving on this small corpus: test whichever of best/ and last/ decodes the validation
     # split better (a choice made on validation data only).
@@ -250,7 +249,7 @@ def train_seq2seq(args: argparse.Namespace) -> int:
         beam.append(tgt_vocab.decode(hyp.tokens))
     with torch.no_grad():
         loss = mean_loss(
-            best, [collate(c) for c in chunks(test, 128)], lambda b: int((b[3] - 1).sum()), device
+            best, collated(test, collate, 128), lambda b: int((b[3] - 1).sum()), device
         )
     metrics = {
         "test_bleu_greedy": bleu(greedy, refs),

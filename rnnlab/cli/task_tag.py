@@ -16,9 +16,9 @@ import torch
 from rnnlab.cli.common import add_model_options, add_trainer_options, positive_int, resolve_device
 from rnnlab.cli.task_common import (
     add_split_options,
-    batches_of,
-    chunks,
+    collated,
     default_limits,
+    describe_rnn,
     finish,
     load_task_model,
     run_training,
@@ -160,7 +160,7 @@ def train_tag(args: argparse.Namespace) -> int:
         "scheme": scheme,
         "data": {"path": source},
     }
-    val_batches = [collate(c) for c in chunks(val, 256)]
+    val_batches = collated(val, collate)
 
     def predictions(model: Tagger, batches: list[tuple]) -> tuple[list[int], list[int], float]:
         pred, gold, total = [], [], 0.0
@@ -184,28 +184,27 @@ def train_tag(args: argparse.Namespace) -> int:
 
     n_tokens = sum(len(s.tokens) for s in train)
     describe = (
-        f"a {rnn.num_layers}x{rnn.hidden_size} {'bidirectional ' if rnn.bidirectional else ''}"
-        f"{rnn.cell} tagger on {len(train)} train ({n_tokens} tokens) / {len(val)} validation / "
-        f"{len(test)} test sequences, {len(vocab)} token types, {len(tags)} tags"
+        f"a {describe_rnn(rnn)} tagger on {len(train)} train ({n_tokens} tokens) / "
+        f"{len(val)} validation / {len(test)} test sequences, {len(vocab)} token types, "
+        f"{len(tags)} tags"
     )
-    batches = batches_of(train, args.batch, args.seed, collate)
-    done = run_training(
+    run = run_training(
         args,
         "tag",
         model,
         meta,
-        batches,
+        train,
+        collate,
         evaluate,
         describe,
         default_limits(args, EPOCHS, BUDGET),
         loss_fn=tokens_loss,
     )
-    if done is None:
+    if run is None:
         return 1
-    result, out = done
-    best, _ = load_task_model(out, "tag", device)
+    result, out, best = run
     with torch.no_grad():
-        pred, gold, loss = predictions(best, [collate(c) for c in chunks(test, 256)])
+        pred, gold, loss = predictions(best, collated(test, collate))
     cm = confusion_matrix(pred, gold, len(tags))
     table = format_per_class(cm, tags.itos)
     (out / "test_report.txt").write_text(table + "\n", encoding="utf-8")

@@ -14,6 +14,7 @@ Shapes: B streams (batch), T steps per batch.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -190,11 +191,17 @@ class StreamBatches:
     state must then be reset). A trailing partial window is kept when ``keep_last`` (for
     evaluation, so that every token is scored once) and dropped otherwise.
 
+    With ``shift``, every epoch after the first starts its windows ``offset(epoch)`` tokens into
+    each stream, a number in ``[0, T)`` drawn from a generator seeded by the epoch (so a resumed
+    run sees the same batches): the truncation points move from epoch to epoch instead of
+    cutting the text at the same places every time.
+
     Args:
         ids: (L,) token ids.
         batch_size: B.
         seq_len: T.
         keep_last: also yield the last, shorter window.
+        shift: move the windows by a per-epoch offset (training).
 
     Yields:
         ``(inputs (B, T), targets (B, T), first: bool)``.
@@ -207,7 +214,14 @@ class StreamBatches:
         ([[0, 1, 2], [10, 11, 12]], [[1, 2, 3], [11, 12, 13]], True)
     """
 
-    def __init__(self, ids: Tensor, batch_size: int, seq_len: int, keep_last: bool = False) -> None:
+    def __init__(
+        self,
+        ids: Tensor,
+        batch_size: int,
+        seq_len: int,
+        keep_last: bool = False,
+        shift: bool = False,
+    ) -> None:
         if batch_size < 1 or seq_len < 1:
             raise RnnlabError(
                 f"batch size and sequence length must be >= 1, got {batch_size} and {seq_len}"
@@ -221,21 +235,40 @@ class StreamBatches:
                 "use a longer text or a smaller --batch / --seq-len"
             )
         n = per_stream * batch_size
-        self.inputs = ids[:n].view(batch_size, per_stream)[:, :steps]
-        self.targets = ids[1 : n + 1].view(batch_size, per_stream)[:, :steps]
+        self.inputs = ids[:n].view(batch_size, per_stream)
+        self.targets = ids[1 : n + 1].view(batch_size, per_stream)
         self.seq_len = seq_len
         self.n_batches = -(-steps // seq_len)
+        self.shift = shift
+        self.offset = 0
 
     def __len__(self) -> int:
         return self.n_batches
 
+    def offset_of(self, epoch: int) -> int:
+        """Where epoch ``epoch``'s windows start in each stream (0 without ``shift``)."""
+        if not self.shift or epoch == 0:
+            return 0
+        g = torch.Generator().manual_seed(1_000_003 + epoch)
+        return int(torch.randint(0, self.seq_len, (1,), generator=g))
+
     def __call__(self, epoch: int = 0) -> StreamBatches:
-        return self  # the same contiguous layout every epoch
+        """The batches of ``epoch``: this layout, its windows moved by :meth:`offset_of`."""
+        offset = self.offset_of(epoch)
+        if offset == self.offset:
+            return self
+        usable = self.inputs.shape[1] - offset
+        if usable < self.seq_len:
+            return self  # too short to shift and still fill a window
+        shifted = copy.copy(self)
+        shifted.offset = offset
+        shifted.n_batches = usable // self.seq_len  # the partial window at the end is dropped
+        return shifted
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, bool]]:
-        T = self.seq_len
+        T, start = self.seq_len, self.offset
         for i in range(self.n_batches):
-            window = slice(i * T, (i + 1) * T)
+            window = slice(start + i * T, start + (i + 1) * T)
             yield self.inputs[:, window], self.targets[:, window], i == 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import shutil
 import time
 from pathlib import Path
 from types import ModuleType
@@ -38,7 +39,11 @@ def experiment_module(name: str) -> ModuleType:
 
 
 def run_experiment(
-    name: str, setting: str = "full", out_dir: Path | str | None = None, seeds: int | None = None
+    name: str,
+    setting: str = "full",
+    out_dir: Path | str | None = None,
+    seeds: int | None = None,
+    fresh: bool = False,
 ) -> Result:
     """Run experiment ``name`` in ``setting``, write its results into ``out_dir`` and return them.
 
@@ -47,6 +52,9 @@ def run_experiment(
         setting: ``"full"`` (the documented run), ``"quick"`` (minutes) or ``"test"`` (seconds).
         out_dir: where results and plots go (default ``runs/experiments/NAME``).
         seeds: override the number of seeds.
+        fresh: recompute every unit; by default the units a previous run of the same
+            configuration finished (``out_dir/units``, see :mod:`rnnlab.experiments.units`) are
+            read back, so an interrupted run continues where it stopped.
     """
     module = experiment_module(name)
     if setting not in module.SETTINGS:
@@ -60,6 +68,8 @@ def run_experiment(
         config = dataclasses.replace(config, seeds=seeds)
     out_dir = Path(out_dir) if out_dir is not None else Path("runs/experiments") / name
     out_dir.mkdir(parents=True, exist_ok=True)
+    if fresh and (out_dir / "units").is_dir():
+        shutil.rmtree(out_dir / "units")
     start = time.perf_counter()
     result = module.run(config, out_dir)
     result.setting = setting

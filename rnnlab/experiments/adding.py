@@ -16,6 +16,7 @@ from rnnlab.experiments.results import Result, config_dict, line_style, pyplot, 
 from rnnlab.experiments.seeds import TrainSettings
 from rnnlab.experiments.synthetic import LECTURE_CELLS, sweep
 from rnnlab.experiments.tasks import Adding
+from rnnlab.experiments.units import UnitStore
 
 DESCRIPTION = "add two marked values: test MSE vs T per cell, against the 0.167 baseline"
 
@@ -51,7 +52,11 @@ SETTINGS = {
 
 
 def run(config: AddingConfig, out_dir: Path) -> Result:
-    runs = sweep(Adding, config.cells, config.lengths, config.seeds, config.budget, config.train)
+    store = UnitStore(out_dir / "units", config_dict(config))
+    runs = sweep(
+        Adding, config.cells, config.lengths, config.seeds, config.budget, config.train,
+        store=store, prefix="adding",
+    )  # fmt: skip
     columns = [
         "cell", "T", "hidden", "params", "mse_median", "mse_min", "mse_max", "p_success", "baseline"
     ]  # fmt: skip

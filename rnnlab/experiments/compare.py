@@ -22,6 +22,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -37,6 +38,7 @@ from rnnlab.experiments.seeds import (
     train,
 )
 from rnnlab.experiments.tasks import Adding
+from rnnlab.experiments.units import UnitStore
 from rnnlab.registry import cell_factory
 
 DESCRIPTION = "every cell (and MUT1-3, LSTM forget bias 0 vs 1) at equal size on LM, adding, names"
@@ -258,13 +260,17 @@ def run(config: CompareConfig, out_dir: Path, log: Callable[[str], None] = print
     if unknown:
         raise ValueError(f"unknown cells {unknown}; choose from {list(VARIANTS)}")
     runners = {"lm": _run_lm, "adding": _run_adding, "names": _run_names}
+    store = UnitStore(out_dir / "units", config_dict(config))
     per_seed = []
     for task, runner in runners.items():
         setting = getattr(config, task)
         if setting is None:
             continue
         for label in config.cells:
-            per_seed += runner(label, setting, config.seeds, log)
+            unit = f"compare-{task}-{label}"
+            per_seed += store.get(unit, partial(runner, label, setting, config.seeds, log))
+            if unit in store.reused:
+                log(f"  {task:<6s} {label:<12s} stored in {store.path(unit)}")
     tasks = [t for t in runners if getattr(config, t) is not None]
     rows = []
     for task in tasks:

@@ -16,6 +16,7 @@ from rnnlab.experiments.results import Result, config_dict, pyplot, save_figure
 from rnnlab.experiments.seeds import TrainSettings
 from rnnlab.experiments.synthetic import LECTURE_CELLS, sweep
 from rnnlab.experiments.tasks import Copy
+from rnnlab.experiments.units import UnitStore
 
 DESCRIPTION = "recall 10 symbols after T blanks: cross-entropy vs the 10 log 8 / (T+20) baseline"
 
@@ -51,7 +52,11 @@ SETTINGS = {
 
 
 def run(config: CopyConfig, out_dir: Path) -> Result:
-    runs = sweep(Copy, config.cells, config.lengths, config.seeds, config.budget, config.train)
+    store = UnitStore(out_dir / "units", config_dict(config))
+    runs = sweep(
+        Copy, config.cells, config.lengths, config.seeds, config.budget, config.train,
+        store=store, prefix="copy",
+    )  # fmt: skip
     columns = [
         "cell",
         "T",

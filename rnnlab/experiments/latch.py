@@ -20,6 +20,7 @@ from rnnlab.experiments.results import Result, config_dict, line_style, pyplot, 
 from rnnlab.experiments.seeds import TrainSettings
 from rnnlab.experiments.synthetic import LECTURE_CELLS, sweep
 from rnnlab.experiments.tasks import Latch
+from rnnlab.experiments.units import UnitStore
 
 DESCRIPTION = "hold one bit through T steps of noise: P(success | T) per cell (Bengio et al. 1994)"
 
@@ -63,6 +64,7 @@ def run(config: LatchConfig, out_dir: Path) -> Result:
         "best_acc_median", "steps_to_solve_median",
     ]  # fmt: skip
     rows = []
+    store = UnitStore(out_dir / "units", config_dict(config))
     for optimizer, lr in config.optimizers:
         print(f" {optimizer} (lr {lr:g})", flush=True)
         settings = replace(config.train, optimizer=optimizer, lr=lr)
@@ -73,6 +75,8 @@ def run(config: LatchConfig, out_dir: Path) -> Result:
             config.seeds,
             config.budget,
             settings,
+            store=store,
+            prefix=f"latch-{optimizer}",
         )
         for r in runs:
             solved_at = [s for s in r.history.solved_at if s is not None]

@@ -15,12 +15,14 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from rnnlab.experiments.results import Result, config_dict, mean_spread, pyplot, save_figure
+from rnnlab.experiments.units import UnitStore
 
 DESCRIPTION = "norm-stabilizer beta grid and layer norm on/off on the char LM: loss and norm drift"
 
@@ -96,53 +98,55 @@ def run(config: RegularizersConfig, out_dir: Path, log: Callable[[str], None] = 
             f"({config.drift_steps}); use more chars or fewer drift steps"
         )
     evaluate_lm = make_evaluator(val_ids, batch_size=16, seq_len=128)
+    store = UnitStore(out_dir / "units", config_dict(config))
+
+    def train_arm(cell: str, beta: float, ln: bool, seed: int) -> dict:
+        start = time.perf_counter()
+        torch.manual_seed(seed)
+        model = RNNLM(
+            LMConfig(len(vocab), cell, config.hidden, 1, config.embedding, 0.0, layer_norm=ln)
+        )
+        curve: list[tuple[int, float]] = []
+        owner: list[Trainer] = []  # the trainer, for its step count when it evaluates
+
+        def evaluate(m: torch.nn.Module) -> dict[str, float]:
+            metrics = evaluate_lm(m)
+            curve.append((owner[0].step, metrics["val_loss"]))
+            return metrics
+
+        trainer = Trainer(
+            model,
+            TrainConfig(
+                lr=config.lr, max_steps=config.steps, eval_every=config.eval_every,
+                norm_stabilizer=beta, seed=seed, progress=False,
+            ),
+            loss_fn=TBPTTLoss(),
+            evaluate=evaluate,
+        )  # fmt: skip
+        owner.append(trainer)
+        result = trainer.fit(StreamBatches(train_ids, config.batch, config.seq_len))
+        norms = hidden_norms(model, val_ids, 8, config.drift_steps)
+        best = result.best_val_loss
+        return {
+            "cell": cell,
+            "beta": beta,
+            "layer_norm": ln,
+            "seed": seed,
+            "best_val_loss": best if best is not None else math.inf,
+            "stopped": result.stopped,
+            "curve": curve,
+            "norms": norms.tolist(),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+
     runs = []
     for label, cell, beta, ln in _arms(config):
         for seed in range(config.seeds):
-            start = time.perf_counter()
-            torch.manual_seed(seed)
-            model = RNNLM(
-                LMConfig(len(vocab), cell, config.hidden, 1, config.embedding, 0.0, layer_norm=ln)
-            )
-            curve: list[tuple[int, float]] = []
-            owner: list[Trainer] = []  # the trainer, for its step count when it evaluates
-
-            def evaluate(
-                m: torch.nn.Module, curve: list = curve, owner: list = owner
-            ) -> dict[str, float]:
-                metrics = evaluate_lm(m)
-                curve.append((owner[0].step, metrics["val_loss"]))
-                return metrics
-
-            trainer = Trainer(
-                model,
-                TrainConfig(
-                    lr=config.lr, max_steps=config.steps, eval_every=config.eval_every,
-                    norm_stabilizer=beta, seed=seed, progress=False,
-                ),
-                loss_fn=TBPTTLoss(),
-                evaluate=evaluate,
-            )  # fmt: skip
-            owner.append(trainer)
-            result = trainer.fit(StreamBatches(train_ids, config.batch, config.seq_len))
-            norms = hidden_norms(model, val_ids, 8, config.drift_steps)
-            runs.append(
-                {
-                    "arm": label,
-                    "cell": cell,
-                    "beta": beta,
-                    "layer_norm": ln,
-                    "seed": seed,
-                    "best_val_loss": result.best_val_loss
-                    if result.best_val_loss is not None
-                    else math.inf,
-                    "stopped": result.stopped,
-                    "curve": curve,
-                    "norms": norms.tolist(),
-                    "seconds": round(time.perf_counter() - start, 1),
-                }
-            )
-            log(f"  {label:<22s} seed {seed}: val loss {runs[-1]['best_val_loss']:.3f}")
+            unit = f"regularizers-{label}-seed{seed}"
+            run = store.get(unit, partial(train_arm, cell, beta, ln, seed))
+            runs.append({"arm": label, **run})
+            stored = " (stored)" if unit in store.reused else ""
+            log(f"  {label:<22s} seed {seed}: val loss {run['best_val_loss']:.3f}{stored}")
     rows = []
     for label, cell, beta, ln in _arms(config):
         rs = [r for r in runs if r["arm"] == label]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from rnnlab.experiments.seeds import (
     History,
@@ -21,6 +21,7 @@ from rnnlab.experiments.seeds import (
     train,
 )
 from rnnlab.experiments.tasks import Task
+from rnnlab.experiments.units import UnitStore
 from rnnlab.registry import CELLS
 
 #: The cells of the lectures, by registry name, in the order the tables list them.
@@ -46,25 +47,40 @@ def sweep(
     budget: int,
     settings: TrainSettings,
     log: Callable[[str], None] | None = print,
+    store: UnitStore | None = None,
+    prefix: str = "",
 ) -> list[Run]:
-    """Train ``seeds`` models of every cell on ``make_task(T)`` for every T."""
+    """Train ``seeds`` models of every cell on ``make_task(T)`` for every T.
+
+    With a ``store``, each (cell, T) is a unit named ``PREFIX-T{T}-CELL``: kept once trained,
+    read back when the sweep runs again with the same configuration.
+    """
+    store = store or UnitStore(None, {})
     runs = []
     for T in lengths:
         task = make_task(T)
         for name in cells:
-            cell = CELLS[name]
-            H = hidden_for_budget(cell, task.input_size, task.output_size, budget)
-            params = count_parameters(cell, task.input_size, H, task.output_size)
+
+            def compute(T: int = T, name: str = name, task: Task = task) -> dict:
+                cell = CELLS[name]
+                H = hidden_for_budget(cell, task.input_size, task.output_size, budget)
+                params = count_parameters(cell, task.input_size, H, task.output_size)
+                ensemble = SeedEnsemble(
+                    cell, task.input_size, H, task.output_size, range(seeds), task.readout
+                )
+                history = train(ensemble, task, settings, data_seed=T)
+                return asdict(Run(name, T, H, params, history))
+
             start = time.perf_counter()
-            ensemble = SeedEnsemble(
-                cell, task.input_size, H, task.output_size, range(seeds), task.readout
-            )
-            history = train(ensemble, task, settings, data_seed=T)
-            runs.append(Run(name, T, H, params, history))
+            unit = f"{prefix}-T{T}-{name}" if prefix else f"T{T}-{name}"
+            data = store.get(unit, compute)
+            run = Run(**{**data, "history": History(**data["history"])})
+            runs.append(run)
             if log is not None:
+                done = "stored" if unit in store.reused else f"{time.perf_counter() - start:.0f} s"
                 log(
-                    f"  T={T:<4d} {name:<12s} H={H:<4d} solved {sum(history.solved)}/{seeds}"
-                    f"  ({time.perf_counter() - start:.0f} s)"
+                    f"  T={T:<4d} {name:<12s} H={run.hidden:<4d} solved "
+                    f"{sum(run.history.solved)}/{seeds}  ({done})"
                 )
     return runs
 
