@@ -52,7 +52,7 @@ class LMConfig:
     hidden_size: int = 512
     num_layers: int = 2
     embedding_size: int = 128
-    dropout: float = 0.3
+    dropout: float = 0.2
     layer_norm: bool = False
     forget_bias: float | None = None
     tie_weights: bool = False
