@@ -25,8 +25,11 @@ import gc
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
@@ -341,19 +344,54 @@ def _measure_memory(
     results: list[Measurement],
     log: Callable[[str], None],
 ) -> None:
-    libc = _libc()
-    if libc is None:
+    """Peak memory of every model at every grid point, each in a fresh Python process.
+
+    In one long process the figure depends on what ran before (the heap's fragmentation and
+    per-thread arenas left by earlier models moved the 2-thread figure of the same model by up
+    to 45%); alone in a process it is reproducible to 0.1 MiB. Processes run two at a time:
+    resident memory is per process, so they do not disturb each other's figure.
+    """
+    if _libc() is None:
         log("peak memory: not measured (needs Linux and glibc)")
         return
-    libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD: big buffers are mmapped, freed for real
+    threads = config.threads or torch.get_num_threads()
+    jobs = [(name, shape) for shape in config.grid for name in table]
+    log(f"peak memory: {len(jobs)} fresh processes")
+
+    def measure(job: tuple[str, tuple[int, int, int]]) -> int | None:
+        name, (N, T, H) = job
+        cmd = [
+            sys.executable, "-m", "rnnlab.bench", "--peak-memory", name,
+            str(N), str(T), str(H), str(threads), str(config.seed), "1" if config.fast else "0",
+        ]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        lines = done.stdout.strip().splitlines()
+        if done.returncode != 0 or not lines or not lines[-1].isdigit():
+            log(f"peak memory of {name} at {(N, T, H)}: failed ({done.stderr.strip()[-200:]})")
+            return None
+        return int(lines[-1])
+
     by_key = {(m.model, m.batch, m.time, m.hidden): m for m in results}
-    for shape in config.grid:
-        log(f"peak memory at {shape}")
-        for name, factory in table.items():
-            torch.manual_seed(config.seed)
-            case = _Case(name, factory, shape)  # every model already ran in the timing pass
-            by_key[(name, *shape)].peak_mem_bytes = peak_memory(case.forward_backward, libc)
-            del case
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for (name, shape), peak in zip(jobs, pool.map(measure, jobs)):
+            by_key[(name, *shape)].peak_mem_bytes = peak
+
+
+def _peak_memory_main(argv: list[str]) -> None:
+    """``python -m rnnlab.bench --peak-memory NAME N T H THREADS SEED FAST``: print the peak
+    memory growth of one forward+backward (after one untimed warm-up), in bytes."""
+    name, N, T, H, threads, seed, use_fast = argv
+    torch.set_num_threads(int(threads))
+    libc = _libc()
+    if libc is None:
+        raise SystemExit("needs Linux and glibc")
+    libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD: big buffers are mmapped, freed for real
+    table = models()
+    with contextlib.nullcontext() if use_fast == "1" else fast.disabled():
+        torch.manual_seed(int(seed))
+        case = _Case(name, table[name], (int(N), int(T), int(H)))
+        case.forward_backward()  # warm-up: thread pools, GEMM buffers, the fast path's load
+        print(peak_memory(case.forward_backward, libc))
 
 
 def _cpu_name() -> str:
@@ -421,3 +459,10 @@ __all__ = [
     "peak_memory",
     "run_bench",
 ]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 9 and sys.argv[1] == "--peak-memory":
+        _peak_memory_main(sys.argv[2:])
+    else:
+        raise SystemExit("usage: python -m rnnlab.bench --peak-memory NAME N T H THREADS SEED FAST")
