@@ -105,3 +105,18 @@ def test_naive_lstm_is_an_lstm() -> None:
     torch.testing.assert_close(h, h_ref[0])
     torch.testing.assert_close(c, c_ref[0])
     assert bench.gemm_flops_per_token(naive) == bench.gemm_flops_per_token(ref) == 2 * 20 * 8
+
+
+def test_peak_memory_of_a_model_is_measured_alone_and_reproducibly() -> None:
+    """Each model's peak memory comes from a fresh process: the same figure every time, and
+    it grows with the sequence length (the saved activations)."""
+
+    def peak(T: int) -> int:
+        cmd = [sys.executable, "-m", "rnnlab.bench", "--peak-memory", "lstm+ln", "8", str(T)]
+        done = subprocess.run([*cmd, "64", "1", "0", "1"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.strip().splitlines()[-1])
+
+    short, again, long = peak(300), peak(300), peak(1200)
+    assert abs(short - again) <= 0.03 * short  # ~11 MiB, reproducible to ~1%
+    assert 3 * short < long < 5 * short
