@@ -250,3 +250,23 @@ def test_resume_continues_exactly_with_carried_state_and_dropout(tmp_path: Path)
     resumed = run(tmp_path / "b", batches, resume=True)
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+
+
+def test_io_dropout_separates_the_embedding_and_decoder_dropout_from_between_layers() -> None:
+    torch.manual_seed(0)
+    idx = torch.randint(0, 20, (3, 12))
+    one = RNNLM(LMConfig(20, hidden_size=16, num_layers=1, embedding_size=8, dropout=0.5,
+                         io_dropout=0.0))  # fmt: skip
+    one.train()
+    (train_logits, _), _ = one(idx)
+    one.eval()
+    (eval_logits, _), _ = one(idx)
+    assert torch.equal(train_logits, eval_logits)  # one layer, no io dropout: nothing dropped
+    two = RNNLM(LMConfig(20, hidden_size=16, num_layers=2, embedding_size=8, dropout=0.5,
+                         io_dropout=0.0))  # fmt: skip
+    two.train()
+    (a, _), _ = two(idx)
+    (b, _), _ = two(idx)
+    assert not torch.equal(a, b)  # between the layers it still drops
+    default = RNNLM(LMConfig(20, hidden_size=16, num_layers=1, embedding_size=8, dropout=0.5))
+    assert default.drop.p == 0.5 and one.drop.p == 0.0

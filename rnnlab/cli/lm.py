@@ -23,6 +23,7 @@ from rnnlab.cli.common import (
     one_line_errors,
     positive_int,
     prepare_out_dir,
+    probability,
     resolve_device,
     trainer_config_from_args,
 )
@@ -90,6 +91,13 @@ def register(commands: argparse._SubParsersAction, train: argparse._SubParsersAc
         type=nonneg_int,
         default=128,
         help="embedding size; 0 = one-hot inputs (default 128)",
+    )
+    m.add_argument(
+        "--io-dropout",
+        type=probability,
+        default=None,
+        help="dropout on the embedding and before the decoder (default: --dropout; 0: only "
+        "between the recurrent layers)",
     )
     m.add_argument(
         "--tie-weights",
@@ -179,6 +187,7 @@ def train_lm(args: argparse.Namespace) -> int:
         layer_norm=args.layer_norm,
         forget_bias=args.forget_bias,
         tie_weights=args.tie_weights,
+        io_dropout=args.io_dropout,
     )
     limits = (args.time_budget, args.max_steps, args.epochs)
     epochs = DEFAULT_EPOCHS if all(v is None for v in limits) else args.epochs

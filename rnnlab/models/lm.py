@@ -41,7 +41,11 @@ class LMConfig:
         hidden_size: H.
         num_layers: L.
         embedding_size: E; 0 feeds one-hot vectors (as taught) instead of an embedding.
-        dropout: on the embedding, between layers and before the decoder.
+        dropout: between the recurrent layers, and (unless ``io_dropout`` is given) on the
+            embedding and before the decoder.
+        io_dropout: on the embedding and before the decoder, when it should differ from
+            ``dropout`` (None: ``dropout``; 0: only between layers, as ``torch.nn.LSTM(...,
+            dropout=p)`` alone gives).
         layer_norm: layer-normalised cells.
         forget_bias: initial LSTM forget-gate bias (None: the cell's default).
         tie_weights: the decoder reuses the embedding matrix (needs E == H).
@@ -56,6 +60,7 @@ class LMConfig:
     layer_norm: bool = False
     forget_bias: float | None = None
     tie_weights: bool = False
+    io_dropout: float | None = None
 
     def __post_init__(self) -> None:
         if self.vocab_size < 1:
@@ -100,7 +105,8 @@ class RNNLM(nn.Module):
         self.config = config
         V, E, H = config.vocab_size, config.embedding_size, config.hidden_size
         self.embedding = nn.Embedding(V, E) if E else None
-        self.drop = nn.Dropout(config.dropout)
+        io = config.dropout if config.io_dropout is None else config.io_dropout
+        self.drop = nn.Dropout(io)
         self.rnn = config.recurrent().build(batch_first=True)
         self.decoder = nn.Linear(H, V)
         if config.tie_weights:
