@@ -1,7 +1,8 @@
 """rnnlab's character LM against the same model in plain PyTorch, one after the other.
 
-Runs ``rnnlab train lm`` with its defaults (2x512 LSTM, embedding 128, dropout 0.2, Adam 2e-3
-cosine to 1e-4 over the budget, clip 5, sequences of 100, batches of 32) and then
+Runs ``rnnlab train lm`` with its defaults (2x512 LSTM, embedding 128, dropout 0.2 between the
+layers, Adam 2e-3 cosine to 1e-4 over the budget, clip 5, sequences of 100, batches of 32,
+windows shifted each epoch) and then
 ``benchmarks/plain_lm.py`` with the same hyper-parameters and the same wall-clock budget, on the
 same machine, and writes:
 

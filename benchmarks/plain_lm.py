@@ -30,10 +30,12 @@ DEFAULT_DATA = HERE.parent / "rnnlab" / "data" / "corpora" / "tinyshakespeare.tx
 
 
 class CharLSTM(nn.Module):
-    def __init__(self, vocab: int, embedding: int, hidden: int, layers: int, dropout: float):
+    def __init__(
+        self, vocab: int, embedding: int, hidden: int, layers: int, dropout: float, io: float
+    ):
         super().__init__()
         self.embedding = nn.Embedding(vocab, embedding)
-        self.drop = nn.Dropout(dropout)
+        self.drop = nn.Dropout(io)
         self.lstm = nn.LSTM(embedding, hidden, layers, dropout=dropout, batch_first=True)
         self.decoder = nn.Linear(hidden, vocab)
         with torch.no_grad():  # forget-gate bias 1 (Jozefowicz et al. 2015), as rnnlab's LSTM
@@ -77,7 +79,8 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--embedding", type=int, default=128)
-    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--dropout", type=float, default=0.2, help="between the LSTM layers")
+    p.add_argument("--io-dropout", type=float, default=0.0, help="on embedding and decoder input")
     p.add_argument("--seq-len", type=int, default=100)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -101,7 +104,9 @@ def main() -> None:
     train_ids, val_ids = ids[:n_train], ids[n_train:]
     x_all, y_all = streams(train_ids, args.batch)
 
-    model = CharLSTM(len(chars), args.embedding, args.hidden, args.layers, args.dropout)
+    model = CharLSTM(
+        len(chars), args.embedding, args.hidden, args.layers, args.dropout, args.io_dropout
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []

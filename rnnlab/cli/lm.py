@@ -95,9 +95,9 @@ def register(commands: argparse._SubParsersAction, train: argparse._SubParsersAc
     m.add_argument(
         "--io-dropout",
         type=probability,
-        default=None,
-        help="dropout on the embedding and before the decoder (default: --dropout; 0: only "
-        "between the recurrent layers)",
+        default=0.0,
+        help="dropout on the embedding and before the decoder (default 0: --dropout acts only "
+        "between the recurrent layers, which learnt fastest in 30-minute runs)",
     )
     m.add_argument(
         "--tie-weights",
