@@ -222,14 +222,12 @@ def train_seq2seq(args: argparse.Namespace) -> int:
     )
     if run is None:
         return 1
-    result, out, _ = run
+    result, out, best_by_loss = run
     # The validation loss (teacher-forced cross-entropy) bottoms out epochs before BLEU stops
     # improving on this small corpus: test whichever of best/ and last/ decodes the validation
     # split better (a choice made on validation data only).
     val_refs = [tok(p.target) for p in val]
-    candidates = {
-        name: load_task_model(out, "seq2seq", device, name)[0] for name in ("best", "last")
-    }
+    candidates = {"best": best_by_loss, "last": load_task_model(out, "seq2seq", device, "last")[0]}
     scores = {
         name: bleu(decode_all(m, val, args.max_len), val_refs) for name, m in candidates.items()
     }
