@@ -16,6 +16,7 @@ from rnnlab import fast
 from rnnlab.cells import AdditiveCell, ElmanCell, GRUCell, LSTMCell, MinimalGRUCell
 from rnnlab.fast import _build
 from rnnlab.layers import Recurrent, scan
+from rnnlab.mut import MUT1Cell, MUT2Cell, MUT3Cell
 from rnnlab.nn import GRU, LSTM, RNN
 
 CELLS = {
@@ -29,6 +30,9 @@ CELLS = {
     "lstm-nofg": partial(LSTMCell, forget_gate=False, forget_bias=None),
     "peephole": partial(LSTMCell, peephole=True, forget_bias=None),
     "peephole-nofg": partial(LSTMCell, peephole=True, forget_gate=False, forget_bias=None),
+    "mut1": MUT1Cell,
+    "mut2": MUT2Cell,
+    "mut3": MUT3Cell,
 }
 OPTIONS = [(ln, bias) for ln in (False, True) for bias in (True, False)]
 F64 = torch.float64
@@ -97,13 +101,15 @@ def test_scan_equals_reference_float64(kind: str, ln: bool, bias: bool, masked: 
 @needs_kernels
 @pytest.mark.parametrize("kind", list(CELLS))
 def test_scan_equals_reference_float32(kind: str) -> None:
-    cell = CELLS[kind](6, 16, layer_norm=kind.startswith(("lstm", "gru-before", "additive")))
+    cell = CELLS[kind](6, 16, layer_norm=kind.startswith(("lstm", "gru-before", "additive", "mut")))
     lengths = [20, 3, 11, 20, 7]
     _compare_scan(cell, T=20, N=5, lengths=lengths, dtype=torch.float32, tol=1e-5, rel=True)
 
 
 @needs_kernels
-@pytest.mark.parametrize("kind", ["gru-before", "gru-after", "peephole", "minimal-gru"])
+@pytest.mark.parametrize(
+    "kind", ["gru-before", "gru-after", "peephole", "minimal-gru", "mut1", "mut3"]
+)
 def test_rows_split_over_threads_and_weight_gradient_in_chunks(kind: str) -> None:
     """Big steps are split over threads (per-thread gradient sums must add up); with many rows
     the weight gradient is accumulated over chunks of steps (kernels.h: kChunkRows)."""
@@ -127,7 +133,7 @@ def _layer_results(rnn: Recurrent, x: Tensor, state, lengths) -> list[Tensor]:
 
 
 @needs_kernels
-@pytest.mark.parametrize("kind", ["peephole", "gru-before", "minimal-gru", "additive"])
+@pytest.mark.parametrize("kind", ["peephole", "gru-before", "minimal-gru", "additive", "mut2"])
 def test_recurrent_stacked_bidirectional_lengths(kind: str) -> None:
     """Recurrent runs the fast path by default and gives what the reference gives."""
     rnn = Recurrent(partial(CELLS[kind], layer_norm=True), 3, 6, num_layers=2,

@@ -6,7 +6,8 @@ says yes the loop runs in :func:`scan` instead of the readable reference
 states and every gradient against the reference, for every cell and option). What it covers:
 
 * cells: Elman (tanh, relu), additive, minimal GRU, GRU (reset after or before), LSTM (with or
-  without forget gate, peepholes), each with or without bias and layer norm; exactly these
+  without forget gate, peepholes), Jozefowicz et al.'s MUT1, MUT2 and MUT3, each with or
+  without bias and layer norm; exactly these
   classes (a subclass may change the math, so it runs the reference);
 * float32 and float64 CPU tensors; lengths (masking inside the loop) and both directions;
 * first-order gradients (a double backward raises; use :func:`disabled` for it).

@@ -17,13 +17,16 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
 from rnnlab.cells import AdditiveCell, ElmanCell, GRUCell, LSTMCell, MinimalGRUCell, State
+from rnnlab.mut import MUT1Cell, MUT2Cell, MUT3Cell
 
 # Kinds as in kernels.h.
 ELMAN_TANH, ELMAN_RELU, ADDITIVE, MINIMAL_GRU, GRU_AFTER, GRU_BEFORE, LSTM, LSTM_NO_FORGET = range(
     8
 )
+MUT1, MUT2, MUT3 = 8, 9, 10
 _LSTM_KINDS = (LSTM, LSTM_NO_FORGET)
 _GRU_KINDS = (GRU_AFTER, GRU_BEFORE)
+_MUT_KINDS = {MUT1Cell: MUT1, MUT2Cell: MUT2, MUT3Cell: MUT3}
 _DEFAULT_EPS = 1e-5
 
 
@@ -51,7 +54,7 @@ def _kind(cell: torch.nn.Module) -> int | None:
         return GRU_AFTER if cell.reset == "after" else GRU_BEFORE
     if cls is LSTMCell:
         return LSTM if cell.forget_gate else LSTM_NO_FORGET
-    return None
+    return _MUT_KINDS.get(cls)
 
 
 def cell_spec(cell: torch.nn.Module) -> CellSpec | None:
@@ -59,6 +62,8 @@ def cell_spec(cell: torch.nn.Module) -> CellSpec | None:
     kind = _kind(cell)
     if kind is None:
         return None
+    if kind in _MUT_KINDS.values():
+        return _mut_spec(kind, cell)
     ln_hh = cell.ln_hh
     ln_hn = getattr(cell, "ln_hn", None)
     ln_c = getattr(cell, "ln_cell", None)
@@ -74,6 +79,20 @@ def cell_spec(cell: torch.nn.Module) -> CellSpec | None:
         ln_c.bias if ln_c is not None else None,
     )
     eps = tuple(float(m.eps) if m is not None else _DEFAULT_EPS for m in (ln_hh, ln_hn, ln_c))
+    return CellSpec(kind, cell.weight_hh, params, eps)
+
+
+def _mut_spec(kind: int, cell: torch.nn.Module) -> CellSpec | None:
+    """MUT1-3: one gain vector, the recurrent groups' layer-norm gains concatenated in row order
+    (torch.cat is differentiable, so their gradients flow back through it)."""
+    norms = list(cell.ln_hh) if cell.ln_hh is not None else []
+    gain, eps = None, (_DEFAULT_EPS, _DEFAULT_EPS, _DEFAULT_EPS)
+    if norms:
+        if len({m.eps for m in norms[:-1]}) > 1:  # the kernel has one epsilon for the gate groups
+            return None
+        gain = torch.cat([m.weight for m in norms])
+        eps = (float(norms[0].eps), float(norms[-1].eps), _DEFAULT_EPS)
+    params = (cell.bias_hh, gain, None, None, None, None, None, None)
     return CellSpec(kind, cell.weight_hh, params, eps)
 
 

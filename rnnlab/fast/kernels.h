@@ -39,6 +39,9 @@ enum Kind : int64_t {
   kGRUBefore = 5,
   kLSTM = 6,
   kLSTMNoForget = 7,
+  kMUT1 = 8,
+  kMUT2 = 9,
+  kMUT3 = 10,
 };
 
 // Everything a cell's step reads besides xp and the state; absent tensors are undefined.
@@ -46,7 +49,8 @@ struct Params {
   int64_t kind;
   Tensor w_hh;  // (G*H, H)
   Tensor b_hh;  // (G*H,)
-  Tensor g_hh;  // layer-norm gain of the recurrent pre-activations (G*H,), or (2H,) GRU-before
+  Tensor g_hh;  // layer-norm gain of the recurrent pre-activations (G*H,), or (2H,) GRU-before;
+                // MUT1-3: the gains of all recurrent groups, concatenated
   Tensor g_hn;  // GRU-before: gain of the candidate's recurrent pre-activation (H,)
   Tensor p_i, p_f, p_o;  // LSTM peepholes (H,)
   Tensor g_c, b_c;       // LSTM layer norm on c_t (H,)
@@ -252,6 +256,11 @@ std::vector<Tensor> simple_backward(const Params& p, const std::vector<Tensor>& 
 std::vector<Tensor> gru_forward(const Params& p, const Tensor& xp, const Tensor& h0,
                                 const Tensor& mask, bool save);
 std::vector<Tensor> gru_backward(const Params& p, const std::vector<Tensor>& saved,
+                                 const Tensor& h0, const Tensor& grad_out, const Tensor& grad_h,
+                                 const Tensor& mask);
+std::vector<Tensor> mut_forward(const Params& p, const Tensor& xp, const Tensor& h0,
+                                const Tensor& mask, bool save);
+std::vector<Tensor> mut_backward(const Params& p, const std::vector<Tensor>& saved,
                                  const Tensor& h0, const Tensor& grad_out, const Tensor& grad_h,
                                  const Tensor& mask);
 std::vector<Tensor> lstm_forward(const Params& p, const Tensor& xp, const Tensor& h0,

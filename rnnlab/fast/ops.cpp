@@ -12,7 +12,7 @@ using OptList = c10::List<std::optional<Tensor>>;
 // params: b_hh, g_hh, g_hn, p_i, p_f, p_o, g_c, b_c (each optional); eps: hh, hn, c.
 Params make_params(int64_t kind, const Tensor& w_hh, const OptList& params,
                    at::ArrayRef<double> eps) {
-  TORCH_CHECK(kind >= kElmanTanh && kind <= kLSTMNoForget, "rnnlab_fast: unknown cell kind ", kind);
+  TORCH_CHECK(kind >= kElmanTanh && kind <= kMUT3, "rnnlab_fast: unknown cell kind ", kind);
   TORCH_CHECK(params.size() == 8 && eps.size() == 3, "rnnlab_fast: expected 8 params, 3 eps");
   Params p;
   p.kind = kind;
@@ -37,6 +37,7 @@ Tensor mask_or_undefined(const std::optional<Tensor>& mask) {
 
 bool is_lstm(int64_t kind) { return kind == kLSTM || kind == kLSTMNoForget; }
 bool is_gru(int64_t kind) { return kind == kGRUAfter || kind == kGRUBefore; }
+bool is_mut(int64_t kind) { return kind >= kMUT1 && kind <= kMUT3; }
 
 std::vector<Tensor> forward(int64_t kind, const Tensor& xp, const Tensor& h0,
                             const std::optional<Tensor>& c0, const Tensor& w_hh,
@@ -54,6 +55,7 @@ std::vector<Tensor> forward(int64_t kind, const Tensor& xp, const Tensor& h0,
     return lstm_forward(p, x, h, c0->contiguous(), m, save);
   }
   if (is_gru(kind)) return gru_forward(p, x, h, m, save);
+  if (is_mut(kind)) return mut_forward(p, x, h, m, save);
   return simple_forward(p, x, h, m, save);
 }
 
@@ -74,6 +76,7 @@ std::vector<Tensor> backward(int64_t kind, const std::vector<Tensor>& saved, con
     return lstm_backward(p, sv, h, c0->contiguous(), go, gh, value_or_undefined(grad_c), m);
   }
   if (is_gru(kind)) return gru_backward(p, sv, h, go, gh, m);
+  if (is_mut(kind)) return mut_backward(p, sv, h, go, gh, m);
   return simple_backward(p, sv, h, go, gh, m);
 }
 
