@@ -87,7 +87,9 @@ void mut_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, const
     if (mut3) {  // z's group reads tanh(h_{t-1})
       T* th = extra.data_ptr<T>() + s * N * H;
       for_rows(N, H, [&](int64_t n) {
-        vloop<T>(H, [&](int64_t j, int64_t c) { st(tanh_(ld(hp + n * H, j, c)), th + n * H, j, c); });
+        const T* hpn = hp + n * H;
+        T* thn = th + n * H;
+        vloop<T>(H, [&](int64_t j, int64_t c) { st(tanh_(ld(hpn, j, c)), thn, j, c); });
       });
     }
     for (int64_t k = 0; k < L.groups; ++k) {
