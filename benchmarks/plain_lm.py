@@ -83,7 +83,10 @@ def main() -> None:
     p.add_argument("--io-dropout", type=float, default=0.0, help="on embedding and decoder input")
     p.add_argument("--seq-len", type=int, default=100)
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--optimizer", choices=("adam", "adamw"), default="adam")
+    p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
     p.add_argument("--min-lr", type=float, default=1e-4)
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
     p.add_argument("--clip", type=float, default=5.0)
@@ -107,7 +110,8 @@ def main() -> None:
     model = CharLSTM(
         len(chars), args.embedding, args.hidden, args.layers, args.dropout, args.io_dropout
     )
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    make = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
+    optimizer = make(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
 
@@ -132,7 +136,9 @@ def main() -> None:
             if args.max_steps:
                 progress = max(progress, step / args.max_steps)
             lr = args.lr
-            if args.schedule == "cosine":
+            if step < args.warmup:
+                lr = args.lr * (step + 1) / args.warmup
+            elif args.schedule == "cosine":
                 lr = args.min_lr + (args.lr - args.min_lr) * 0.5 * (
                     1 + math.cos(math.pi * min(progress, 1.0))
                 )
