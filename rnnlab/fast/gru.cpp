@@ -242,22 +242,6 @@ void gru_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
 
 }  // namespace
 
-std::vector<Tensor> gru_forward(const Params& p, const Tensor& xp, const Tensor& h0,
-                                const Tensor& mask, bool save) {
-  std::vector<Tensor> res;
-  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnlab_gru_forward",
-                             [&] { gru_forward_impl<scalar_t>(p, xp, h0, mask, save, res); });
-  return res;
-}
-
-std::vector<Tensor> gru_backward(const Params& p, const std::vector<Tensor>& saved,
-                                 const Tensor& h0, const Tensor& grad_out, const Tensor& grad_h,
-                                 const Tensor& mask) {
-  std::vector<Tensor> res;
-  AT_DISPATCH_FLOATING_TYPES(saved[0].scalar_type(), "rnnlab_gru_backward", [&] {
-    gru_backward_impl<scalar_t>(p, saved, h0, grad_out, grad_h, mask, res);
-  });
-  return res;
-}
+RNNLAB_H_STATE_ENTRY_POINTS(gru)
 
 }  // namespace rnnlab_fast

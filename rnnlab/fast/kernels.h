@@ -247,6 +247,28 @@ inline void add_weight_grad(Tensor& dW, const Tensor& A, int64_t s, const Tensor
   }
 }
 
+// The float and double entry points of a cell family whose state is h alone (simple, GRU,
+// MUT): FAMILY_forward / FAMILY_backward call the family's templates FAMILY_forward_impl<T> /
+// FAMILY_backward_impl<T>, which fill `res`.
+#define RNNLAB_H_STATE_ENTRY_POINTS(family)                                                  \
+  std::vector<Tensor> family##_forward(const Params& p, const Tensor& xp, const Tensor& h0, \
+                                       const Tensor& mask, bool save) {                     \
+    std::vector<Tensor> res;                                                                \
+    AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnlab_" #family "_forward", [&] {        \
+      family##_forward_impl<scalar_t>(p, xp, h0, mask, save, res);                          \
+    });                                                                                     \
+    return res;                                                                             \
+  }                                                                                         \
+  std::vector<Tensor> family##_backward(const Params& p, const std::vector<Tensor>& saved,  \
+                                        const Tensor& h0, const Tensor& grad_out,           \
+                                        const Tensor& grad_h, const Tensor& mask) {         \
+    std::vector<Tensor> res;                                                                \
+    AT_DISPATCH_FLOATING_TYPES(saved[0].scalar_type(), "rnnlab_" #family "_backward", [&] { \
+      family##_backward_impl<scalar_t>(p, saved, h0, grad_out, grad_h, mask, res);          \
+    });                                                                                     \
+    return res;                                                                             \
+  }
+
 // The cells' entry points (one file per family).
 std::vector<Tensor> simple_forward(const Params& p, const Tensor& xp, const Tensor& h0,
                                    const Tensor& mask, bool save);

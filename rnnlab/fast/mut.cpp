@@ -284,22 +284,6 @@ void mut_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
 
 }  // namespace
 
-std::vector<Tensor> mut_forward(const Params& p, const Tensor& xp, const Tensor& h0,
-                                const Tensor& mask, bool save) {
-  std::vector<Tensor> res;
-  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnlab_mut_forward",
-                             [&] { mut_forward_impl<scalar_t>(p, xp, h0, mask, save, res); });
-  return res;
-}
-
-std::vector<Tensor> mut_backward(const Params& p, const std::vector<Tensor>& saved,
-                                 const Tensor& h0, const Tensor& grad_out, const Tensor& grad_h,
-                                 const Tensor& mask) {
-  std::vector<Tensor> res;
-  AT_DISPATCH_FLOATING_TYPES(saved[0].scalar_type(), "rnnlab_mut_backward", [&] {
-    mut_backward_impl<scalar_t>(p, saved, h0, grad_out, grad_h, mask, res);
-  });
-  return res;
-}
+RNNLAB_H_STATE_ENTRY_POINTS(mut)
 
 }  // namespace rnnlab_fast
