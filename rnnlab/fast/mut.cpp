@@ -170,6 +170,8 @@ void mut_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
   Tensor dprev = at::empty({N, H}, opts), drh = at::empty({N, H}, opts);
   Tensor dth = mut3 ? at::empty({N, H}, opts) : Tensor();
   Tensor Wn = p.w_hh.narrow(0, L.ncol, H);
+  Tensor Wg[2];  // the gate groups' rows of weight_hh
+  for (int64_t k = 0; k < L.groups; ++k) Wg[k] = p.w_hh.narrow(0, lo[k], width[k]);
   const uint8_t* mk = masked ? mask.data_ptr<uint8_t>() : nullptr;
   const Vec<T> one(T(1));
   auto valid = [&](int64_t t, int64_t n) { return !masked || mk[t * N + n]; };
@@ -244,12 +246,11 @@ void mut_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
       });
       // Through the gate groups' GEMMs to h_{t-1} (MUT3's z group: via tanh(h_{t-1})).
       for (int64_t k = 0; k < L.groups; ++k) {
-        Tensor Wk = p.w_hh.narrow(0, lo[k], width[k]);
         if (!L.on_tanh[k]) {
-          dprev.addmm_(dR_t.narrow(1, lo[k], width[k]), Wk);
+          dprev.addmm_(dR_t.narrow(1, lo[k], width[k]), Wg[k]);
           continue;
         }
-        at::mm_out(dth, dR_t.narrow(1, lo[k], width[k]), Wk);
+        at::mm_out(dth, dR_t.narrow(1, lo[k], width[k]), Wg[k]);
         const T* dt = dth.data_ptr<T>();
         for_rows(N, H, [&](int64_t n) {
           if (!valid(t, n)) return;
