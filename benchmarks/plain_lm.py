@@ -85,6 +85,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--optimizer", choices=("adam", "adamw"), default="adam")
     p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--beta2", type=float, default=0.999, help="Adam's second-moment decay")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
     p.add_argument("--min-lr", type=float, default=1e-4)
@@ -111,7 +112,9 @@ def main() -> None:
         len(chars), args.embedding, args.hidden, args.layers, args.dropout, args.io_dropout
     )
     make = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
-    optimizer = make(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = make(
+        model.parameters(), lr=args.lr, betas=(0.9, args.beta2), weight_decay=args.weight_decay
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
 

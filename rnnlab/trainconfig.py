@@ -27,6 +27,7 @@ class TrainConfig:
         optimizer: "adam", "adamw" or "sgd".
         lr: peak learning rate.
         weight_decay: L2 (adam, sgd) or decoupled (adamw) weight decay.
+        beta2: Adam's/AdamW's second-moment decay (0.99 adapts faster on short runs).
         momentum: SGD momentum.
         schedule: "constant", "cosine" (to ``min_lr``), "linear" (to ``min_lr``) or "step"
             (times ``step_gamma`` every ``step_every`` of the run), after ``warmup_steps``.
@@ -51,6 +52,7 @@ class TrainConfig:
     optimizer: str = "adam"
     lr: float = 2e-3
     weight_decay: float = 0.0
+    beta2: float = 0.999
     momentum: float = 0.9
     schedule: str = "constant"
     warmup_steps: int = 0
@@ -92,6 +94,8 @@ class TrainConfig:
         for name, value in nonneg.items():
             if not value >= 0:
                 raise RnnlabError(f"{name} must be >= 0, got {value!r}")
+        if not 0 < self.beta2 < 1:
+            raise RnnlabError(f"beta2 must be in (0, 1), got {self.beta2!r}")
         if not 0 < self.step_gamma <= 1 or not 0 < self.step_every <= 1:
             raise RnnlabError("step_gamma and step_every must be in (0, 1]")
 
@@ -124,10 +128,13 @@ def lr_at(step: int, config: TrainConfig, progress: float | None = None) -> floa
 def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer named by ``config.optimizer``."""
     params = list(params)
+    betas = (0.9, config.beta2)
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(params, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(
+            params, lr=config.lr, betas=betas, weight_decay=config.weight_decay
+        )
     return torch.optim.SGD(
         params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )

@@ -14,7 +14,7 @@ from rnnlab.checkpoint import load_checkpoint
 from rnnlab.errors import RnnlabError
 from rnnlab.registry import RecurrentConfig
 from rnnlab.regularizers import NormStabilizer
-from rnnlab.training import TrainConfig, Trainer, lr_at
+from rnnlab.training import TrainConfig, Trainer, lr_at, make_optimizer
 
 
 class Classifier(nn.Module):
@@ -86,11 +86,19 @@ def test_lr_schedules_are_pure_functions_of_progress() -> None:
         ({"max_steps": 0}, "max_steps must be > 0"),
         ({"clip_norm": -1.0}, "clip_norm must be >= 0"),
         ({"lr": float("nan")}, "lr must be > 0"),
+        ({"beta2": 1.0}, "beta2 must be in"),
+        ({"beta2": 0.0}, "beta2 must be in"),
     ],
 )
 def test_config_rejects_bad_values(kwargs: dict, message: str) -> None:
     with pytest.raises(RnnlabError, match=message):
         TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_optimizer_uses_the_configured_beta2(name: str) -> None:
+    opt = make_optimizer([nn.Parameter(torch.zeros(3))], TrainConfig(optimizer=name, beta2=0.99))
+    assert opt.param_groups[0]["betas"] == (0.9, 0.99)
 
 
 def test_fit_learns_and_writes_its_files(tmp_path: Path) -> None:

@@ -159,6 +159,7 @@ def add_trainer_options(
         "optimizer": base.optimizer,
         "lr": base.lr,
         "weight_decay": base.weight_decay,
+        "beta2": base.beta2,
         "schedule": base.schedule,
         "warmup": base.warmup_steps,
         "min_lr": base.min_lr,
@@ -188,6 +189,12 @@ def add_trainer_options(
         type=nonneg_float,
         default=d["weight_decay"],
         help=f"default {d['weight_decay']}",
+    )
+    g.add_argument(
+        "--beta2",
+        type=float,
+        default=d["beta2"],
+        help=f"Adam/AdamW second-moment decay, in (0, 1) (default {d['beta2']})",
     )
     g.add_argument(
         "--schedule",
@@ -280,6 +287,7 @@ def trainer_config_from_args(args: argparse.Namespace, **overrides: object) -> T
         "optimizer": args.optimizer,
         "lr": args.lr,
         "weight_decay": args.weight_decay,
+        "beta2": args.beta2,
         "schedule": args.schedule,
         "warmup_steps": args.warmup,
         "min_lr": args.min_lr,
