@@ -188,18 +188,22 @@ def run(config: RegularizersConfig, out_dir: Path, log: Callable[[str], None] = 
 def _plot(config: RegularizersConfig, runs: list[dict], path: Path) -> str:
     plt = pyplot()
     fig, (loss_ax, norm_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for label, *_ in _arms(config):
+    # one colour per regulariser setting, one line style per cell
+    variants = [
+        label.split(" ", 1)[1] for label, cell, *_ in _arms(config) if cell == config.cells[0]
+    ]
+    styles = ("-", "--", ":", "-.")
+    for label, cell, *_ in _arms(config):
         rs = [r for r in runs if r["arm"] == label]
+        color = f"C{variants.index(label.split(' ', 1)[1]) % 10}"
+        ls = styles[config.cells.index(cell) % len(styles)]
         steps = [s for s, _ in rs[0]["curve"]]
         if steps:
             n = min(len(r["curve"]) for r in rs)
             loss = np.mean([[v for _, v in r["curve"][:n]] for r in rs], axis=0)
-            (line,) = loss_ax.plot(steps[:n], loss, marker=".", label=label)
-            color = line.get_color()
-        else:
-            color = None
+            loss_ax.plot(steps[:n], loss, marker=".", color=color, ls=ls, label=label)
         norms = np.mean([r["norms"] for r in rs], axis=0)
-        norm_ax.plot(np.arange(1, len(norms) + 1), norms, color=color, label=label, lw=1)
+        norm_ax.plot(np.arange(1, len(norms) + 1), norms, color=color, ls=ls, label=label, lw=1)
     norm_ax.axvline(config.seq_len, color="gray", ls=":", lw=1, label="training window")
     loss_ax.set_xlabel("training step")
     loss_ax.set_ylabel("validation loss (nats/char)")
