@@ -1,8 +1,8 @@
 """rnnlab's character LM against the same model in plain PyTorch, one after the other.
 
 Runs ``rnnlab train lm`` with its defaults (2x512 LSTM, embedding 128, dropout 0.2 between the
-layers, Adam 2e-3 cosine to 1e-4 over the budget, clip 5, sequences of 100, batches of 32,
-windows shifted each epoch) and then
+layers, AdamW 3e-3 with weight decay 0.1, 100 warm-up steps then a cosine to 1e-4 over the
+budget, clip 5, windows of 50, batches of 32, windows shifted each epoch) and then
 ``benchmarks/plain_lm.py`` with the same hyper-parameters and the same wall-clock budget, on the
 same machine, and writes:
 
@@ -60,7 +60,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budget", default="30m", help="wall-clock budget of each run (30m)")
     p.add_argument("--out", type=Path, default=Path("runs/lm-compare"))
-    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--eval-every", type=int, default=400)
     p.add_argument("--skip-plain", action="store_true", help="only run rnnlab")
     args = p.parse_args()
     budget = parse_duration(args.budget)

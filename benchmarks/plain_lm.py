@@ -3,7 +3,8 @@
 Deliberately independent of rnnlab (torch only): ``torch.nn.LSTM`` with the same architecture,
 initialisation (forget-gate bias 1), data layout (B parallel contiguous streams, truncated BPTT,
 state reset at epoch start, windows shifted by a random offset after the first epoch),
-optimizer (Adam), learning-rate schedule (cosine to a floor over the wall-clock budget),
+optimizer (AdamW), learning-rate schedule (warm-up, then cosine to a floor over the wall-clock
+budget),
 clipping, validation (whole validation split, 32 streams x 256, state carried) and
 checkpointing (once per validation) as ``rnnlab train lm``'s defaults, so that the two can be
 compared on tokens/s and on validation loss against wall-clock time.
@@ -71,7 +72,7 @@ def evaluate(model: CharLSTM, ids: torch.Tensor, batch: int = 32, seq_len: int =
     return total / count
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--time-budget", type=float, default=1800.0, help="seconds")
@@ -81,23 +82,27 @@ def main() -> None:
     p.add_argument("--embedding", type=int, default=128)
     p.add_argument("--dropout", type=float, default=0.2, help="between the LSTM layers")
     p.add_argument("--io-dropout", type=float, default=0.0, help="on embedding and decoder input")
-    p.add_argument("--seq-len", type=int, default=100)
+    p.add_argument("--seq-len", type=int, default=50)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--optimizer", choices=("adam", "adamw"), default="adam")
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--optimizer", choices=("adam", "adamw"), default="adamw")
+    p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--beta2", type=float, default=0.999, help="Adam's second-moment decay")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
     p.add_argument("--min-lr", type=float, default=1e-4)
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
     p.add_argument("--clip", type=float, default=5.0)
     p.add_argument(
         "--no-shift", action="store_true", help="same windows every epoch (default: shifted)"
     )
-    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--eval-every", type=int, default=400)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/plain-lm"))
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     torch.manual_seed(args.seed)
     text = args.data.read_text(encoding="utf-8")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import math
 import re
@@ -379,3 +380,39 @@ def test_help_on_every_command(capsys) -> None:
             main([*argv, "--help"])
         assert exc.value.code == 0
         assert "usage: rnnlab" in capsys.readouterr().out
+
+
+def test_plain_baseline_defaults_follow_rnnlab_train_lm() -> None:
+    """benchmarks/plain_lm.py is the benchmark's baseline: its defaults must stay the same
+    recipe as `rnnlab train lm`'s, or docs/BENCHMARKS.md compares two different things."""
+    from rnnlab.cli import build_parser
+
+    spec = importlib.util.spec_from_file_location(
+        "plain_lm", Path(__file__).parent.parent / "benchmarks" / "plain_lm.py"
+    )
+    plain_lm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plain_lm)
+    plain = plain_lm.build_parser().parse_args([])
+    ours = build_parser().parse_args(["train", "lm"])
+    shared = [
+        "hidden",
+        "layers",
+        "embedding",
+        "dropout",
+        "io_dropout",
+        "seq_len",
+        "batch",
+        "optimizer",
+        "weight_decay",
+        "beta2",
+        "lr",
+        "warmup",
+        "min_lr",
+        "schedule",
+        "clip",
+        "no_shift",
+        "eval_every",
+        "seed",
+    ]
+    assert {k: getattr(plain, k) for k in shared} == {k: getattr(ours, k) for k in shared}
+    assert ours.cell == "lstm" and not ours.layer_norm
