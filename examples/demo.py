@@ -26,7 +26,7 @@ def demo() -> int:
     # A short run is far from overfitting, so less dropout than the 30-minute default helps.
     code = main(
         ["train", "lm", "--time-budget", args.time_budget, "--out", args.out, "--overwrite",
-         "--dropout", "0.1", "--eval-every", "100", "--sample", "0"]
+         "--dropout", "0.1", "--eval-every", "200", "--sample", "0"]
     )  # fmt: skip
     if code:
         return code
