@@ -295,7 +295,7 @@ def _bad_inputs(run: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
         ),
         "changed optimizer on resume": (
             [*train, "--data", str(corpus), "--out", str(run), "--resume", "--optimizer", "sgd"],
-            "trained with 'adam'",
+            "trained with 'adamw'",
         ),
         "resume nothing": ([*train, "--out", str(tmp / "none"), "--resume"], "no checkpoint"),
         "missing checkpoint": (["sample", str(tmp / "nothing")], "no checkpoint"),
