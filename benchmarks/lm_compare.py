@@ -60,7 +60,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budget", default="30m", help="wall-clock budget of each run (30m)")
     p.add_argument("--out", type=Path, default=Path("runs/lm-compare"))
-    p.add_argument("--eval-every", type=int, default=400)
+    p.add_argument(
+        "--eval-every", type=int, default=None, help="validation interval (default: the scripts')"
+    )
     p.add_argument("--skip-plain", action="store_true", help="only run rnnlab")
     args = p.parse_args()
     budget = parse_duration(args.budget)
@@ -69,7 +71,7 @@ def main() -> None:
     python = sys.executable
 
     # The same hyper-parameters for both (rnnlab's defaults, spelled out for the plain script).
-    common = ["--eval-every", str(args.eval_every)]
+    common = ["--eval-every", str(args.eval_every)] if args.eval_every else []
     rnn_cmd = [
         python, "-m", "rnnlab", "train", "lm", "--time-budget", f"{budget}s",
         "--out", str(out / "rnnlab"), "--overwrite", "--no-progress", "--sample", "0",

@@ -189,13 +189,11 @@ def _plot(config: RegularizersConfig, runs: list[dict], path: Path) -> str:
     plt = pyplot()
     fig, (loss_ax, norm_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
     # one colour per regulariser setting, one line style per cell
-    variants = [
-        label.split(" ", 1)[1] for label, cell, *_ in _arms(config) if cell == config.cells[0]
-    ]
+    settings = [(beta, ln) for _, cell, beta, ln in _arms(config) if cell == config.cells[0]]
     styles = ("-", "--", ":", "-.")
-    for label, cell, *_ in _arms(config):
+    for label, cell, beta, ln in _arms(config):
         rs = [r for r in runs if r["arm"] == label]
-        color = f"C{variants.index(label.split(' ', 1)[1]) % 10}"
+        color = f"C{settings.index((beta, ln)) % 10}"
         ls = styles[config.cells.index(cell) % len(styles)]
         steps = [s for s, _ in rs[0]["curve"]]
         if steps:
