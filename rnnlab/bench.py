@@ -77,6 +77,24 @@ class NaiveLSTM(nn.Module):
         return torch.stack(outputs), (h, c)
 
 
+class ReferenceLoop(nn.Module):
+    """A variant run by rnnlab's readable reference loop (the cell's per-step Python code with
+    autograd, as without rnnlab.fast): the same cell written as a plain Python loop, the way a
+    user would write it without rnnlab. Bench name ``loop:NAME`` for any variant ``NAME``."""
+
+    def __init__(self, inner: Recurrent) -> None:
+        super().__init__()
+        self.inner = inner
+        inner._kernel_mode = lambda x: None  # no torch kernel either (elman-relu has one)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, object]:
+        with fast.disabled():
+            return self.inner(x)
+
+
+LOOP_PREFIX = "loop:"
+
+
 def _recurrent(cell: str, layer_norm: bool, size: int) -> nn.Module:
     return Recurrent(cell_factory(cell, layer_norm=layer_norm), size, size, batch_first=False)
 
@@ -156,6 +174,8 @@ def execution_path(model: nn.Module, x: Tensor) -> str:
     """Which implementation runs ``model`` on ``x``: torch / fast / reference / python-loop."""
     if isinstance(model, NaiveLSTM):
         return "python-loop"
+    if isinstance(model, ReferenceLoop):
+        return "reference"
     if not isinstance(model, Recurrent):
         return "torch"
     if model._kernel_mode(x) is not None:
@@ -227,15 +247,26 @@ def _threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _factory(name: str, table: dict[str, Callable[[int], nn.Module]]) -> Callable | None:
+    """The factory of a model name: one of ``table`` or ``loop:VARIANT``; None if unknown."""
+    if name.startswith(LOOP_PREFIX) and name[len(LOOP_PREFIX) :] in _variants():
+        inner = table[name[len(LOOP_PREFIX) :]]
+        return lambda h: ReferenceLoop(inner(h))
+    return table.get(name)
+
+
 def _resolve_models(names: tuple[str, ...] | None) -> dict[str, Callable[[int], nn.Module]]:
     table = models()
     if names is None:
         return table
-    unknown = [n for n in names if n not in table]
+    unknown = [n for n in names if _factory(n, table) is None]
     if unknown:
-        raise RnnlabError(f"unknown model(s) {', '.join(unknown)}; choose from: {', '.join(table)}")
+        raise RnnlabError(
+            f"unknown model(s) {', '.join(unknown)}; choose from: {', '.join(table)}, "
+            f"or {LOOP_PREFIX}VARIANT for a variant's reference loop"
+        )
     chosen = [BASELINE, *[n for n in names if n != BASELINE]]
-    return {n: table[n] for n in chosen}
+    return {n: _factory(n, table) for n in chosen}
 
 
 def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> dict:
@@ -386,10 +417,12 @@ def _peak_memory_main(argv: list[str]) -> None:
     if libc is None:
         raise SystemExit("needs Linux and glibc")
     libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD: big buffers are mmapped, freed for real
-    table = models()
+    factory = _factory(name, models())
+    if factory is None:
+        raise SystemExit(f"unknown model {name}")
     with contextlib.nullcontext() if use_fast == "1" else fast.disabled():
         torch.manual_seed(int(seed))
-        case = _Case(name, table[name], (int(N), int(T), int(H)))
+        case = _Case(name, factory, (int(N), int(T), int(H)))
         case.forward_backward()  # warm-up: thread pools, GEMM buffers, the fast path's load
         print(peak_memory(case.forward_backward, libc))
 

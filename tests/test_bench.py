@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnlab import bench
+from rnnlab import bench, fast
 from rnnlab.cli import main
+from rnnlab.errors import RnnlabError
 
 RESULT_KEYS = {
     "model",
@@ -82,6 +83,35 @@ def test_no_fast_measures_the_reference(tmp_path: Path) -> None:
     paths = {r["model"]: r["path"] for r in result["results"]}
     assert paths == {"torch.nn.LSTM": "torch", "peephole": "reference", "rnnlab.nn.GRU": "torch"}
     assert result["fast_path"] is False and result["results"][0]["peak_mem_bytes"] is None
+
+
+def test_loop_models_time_a_variants_reference_loop(tmp_path: Path) -> None:
+    """``loop:VARIANT`` is the same cell on the readable reference loop: the same function as
+    the variant (same seed, same weights), run without the fast path; its peak memory is
+    measured in a fresh process like any model."""
+    out = tmp_path / "loops.json"
+    args = ["bench", "--grid", "2,3,8", "--repeats", "1", "--warmup", "0", "--threads", "1"]
+    args += ["--models", "peephole+ln,loop:peephole+ln", "--json", str(out)]
+    assert main(args) == 0
+    rows = {r["model"]: r for r in json.loads(out.read_text())["results"]}
+    assert rows["loop:peephole+ln"]["path"] == "reference"
+    if fast.is_available():
+        assert rows["peephole+ln"]["path"] == "fast"
+    if sys.platform == "linux":
+        assert isinstance(rows["loop:peephole+ln"]["peak_mem_bytes"], int)
+    factories = bench._resolve_models(("peephole+ln", "loop:peephole+ln"))
+    torch.manual_seed(0)
+    model = factories["peephole+ln"](8)
+    torch.manual_seed(0)
+    loop = factories["loop:peephole+ln"](8)
+    x = torch.randn(3, 2, 8)
+    torch.testing.assert_close(loop(x)[0], model(x)[0])
+    assert bench.execution_path(loop, x) == "reference"
+    relu = bench._resolve_models(("loop:elman-relu",))["loop:elman-relu"](8)
+    assert relu.inner._kernel_mode(x) is None  # not torch's fused ReLU RNN either
+    for bad in ("loop:torch.nn.GRU", "loop:", "loop:nope"):
+        with pytest.raises(RnnlabError, match="unknown model"):
+            bench._resolve_models((bad,))
 
 
 def test_list_names_every_cell(capsys: pytest.CaptureFixture[str]) -> None:

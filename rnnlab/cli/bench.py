@@ -52,7 +52,8 @@ def register(commands: argparse._SubParsersAction, train: argparse._SubParsersAc
     p.add_argument(
         "--models",
         default=None,
-        help="comma-separated model names (torch.nn.LSTM is always run); see --list",
+        help="comma-separated model names (torch.nn.LSTM is always run); see --list; "
+        "loop:VARIANT times that variant's reference loop (the same cell as a Python loop)",
     )
     p.add_argument("--list", action="store_true", help="print the model names and exit")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
@@ -68,6 +69,7 @@ def register(commands: argparse._SubParsersAction, train: argparse._SubParsersAc
 def run(args: argparse.Namespace) -> int:
     if args.list:
         print("\n".join(models()))
+        print("loop:VARIANT (any variant above, on its reference loop)")
         return 0
     if args.repeats is not None and args.repeats < 1:
         raise RnnlabError(f"--repeats must be >= 1, got {args.repeats}")
