@@ -31,107 +31,24 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from functools import partial
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from rnnlab import fast
-from rnnlab import nn as rnn_nn
+from rnnlab.benchmodels import (
+    BASELINE,
+    NaiveLSTM,
+    execution_path,
+    factory_of,
+    gemm_flops_per_token,
+    models,
+    resolve_models,
+)
 from rnnlab.errors import RnnlabError
-from rnnlab.layers import Recurrent
-from rnnlab.registry import CELLS, cell_factory
 
 DEFAULT_GRID: tuple[tuple[int, int, int], ...] = ((64, 100, 512), (32, 100, 128), (8, 1000, 256))
 QUICK_GRID: tuple[tuple[int, int, int], ...] = ((32, 100, 128),)
-BASELINE = "torch.nn.LSTM"
-
-
-class NaiveLSTM(nn.Module):
-    """An LSTM written the way custom cells are written today: a Python loop over time, each step
-    two ``F.linear`` and the gate math in eager ops, autograd for the backward. The bench's
-    reference point for "a custom cell without rnnlab".
-
-    Shape: input (T, N, D) -> output (T, N, H), state (h, c) each (N, H).
-    """
-
-    def __init__(self, input_size: int, hidden_size: int) -> None:
-        super().__init__()
-        k = hidden_size**-0.5
-        self.hidden_size = hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size).uniform_(-k, k))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size).uniform_(-k, k))
-        self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size).uniform_(-k, k))
-        self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size).uniform_(-k, k))
-
-    def forward(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        h = c = x.new_zeros(x.shape[1], self.hidden_size)
-        outputs = []
-        for x_t in x.unbind(0):
-            gates = nn.functional.linear(x_t, self.weight_ih, self.bias_ih)
-            gates = gates + nn.functional.linear(h, self.weight_hh, self.bias_hh)
-            i, f, g, o = gates.chunk(4, dim=1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
-            outputs.append(h)
-        return torch.stack(outputs), (h, c)
-
-
-class ReferenceLoop(nn.Module):
-    """A variant run by rnnlab's readable reference loop (the cell's per-step Python code with
-    autograd, as without rnnlab.fast): the same cell written as a plain Python loop, the way a
-    user would write it without rnnlab. Bench name ``loop:NAME`` for any variant ``NAME``."""
-
-    def __init__(self, inner: Recurrent) -> None:
-        super().__init__()
-        self.inner = inner
-        inner._kernel_mode = lambda x: None  # no torch kernel either (elman-relu has one)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, object]:
-        with fast.disabled():
-            return self.inner(x)
-
-
-LOOP_PREFIX = "loop:"
-
-
-def _recurrent(cell: str, layer_norm: bool, size: int) -> nn.Module:
-    return Recurrent(cell_factory(cell, layer_norm=layer_norm), size, size, batch_first=False)
-
-
-def _variants() -> dict[str, Callable[[int], nn.Module]]:
-    """Every registered cell but those rnnlab.nn's LSTM, GRU and RNN already are, and the
-    layer-norm versions."""
-    table: dict[str, Callable[[int], nn.Module]] = {}
-    for name, factory in CELLS.items():
-        if factory(1, 1).torch_kernel_mode() not in ("LSTM", "GRU", "RNN_TANH"):
-            table[name] = partial(_recurrent, name, False)
-    for name in CELLS:
-        if name in _LAYER_NORM_CELLS:
-            table[f"{name}+ln"] = partial(_recurrent, name, True)
-    return table
-
-
-_LAYER_NORM_CELLS = ("lstm", "peephole", "gru", "gru-before", "minimal-gru", "elman", "additive")
-
-
-def models() -> dict[str, Callable[[int], nn.Module]]:
-    """Name -> factory(hidden size) of a one-layer, time-major module ``(T, N, H) -> (out, state)``.
-
-    torch.nn's three fused layers, rnnlab.nn's drop-ins in standard configuration, every variant
-    cell through :class:`~rnnlab.layers.Recurrent`, and :class:`NaiveLSTM`.
-    """
-    table: dict[str, Callable[[int], nn.Module]] = {
-        "torch.nn.LSTM": lambda h: nn.LSTM(h, h),
-        "torch.nn.GRU": lambda h: nn.GRU(h, h),
-        "torch.nn.RNN": lambda h: nn.RNN(h, h),
-        "rnnlab.nn.LSTM": lambda h: rnn_nn.LSTM(h, h),
-        "rnnlab.nn.GRU": lambda h: rnn_nn.GRU(h, h),
-        "rnnlab.nn.RNN": lambda h: rnn_nn.RNN(h, h),
-    }
-    table.update(_variants())
-    table["naive-lstm"] = lambda h: NaiveLSTM(h, h)
-    return table
 
 
 @dataclass(frozen=True)
@@ -168,30 +85,6 @@ class Measurement:
     mem_ratio: float | None = None
     fwd_times_s: list[float] = field(default_factory=list)
     fwdbwd_times_s: list[float] = field(default_factory=list)
-
-
-def execution_path(model: nn.Module, x: Tensor) -> str:
-    """Which implementation runs ``model`` on ``x``: torch / fast / reference / python-loop."""
-    if isinstance(model, NaiveLSTM):
-        return "python-loop"
-    if isinstance(model, ReferenceLoop):
-        return "reference"
-    if not isinstance(model, Recurrent):
-        return "torch"
-    if model._kernel_mode(x) is not None:
-        return "torch"
-    ok = all(fast.supports(cell, x.new_empty(1, 1, 1)) for cell in model.cells)
-    return "fast" if ok else "reference"
-
-
-def gemm_flops_per_token(model: nn.Module) -> int:
-    """Forward multiply-adds x 2 of the input and recurrent GEMMs, per token."""
-    n = sum(
-        p.numel()
-        for name, p in model.named_parameters()
-        if p.dim() == 2 and ("weight_ih" in name or "weight_hh" in name)
-    )
-    return 2 * n
 
 
 def measure_gemm_peak(size: int = 1024, repeats: int = 5) -> float:
@@ -247,28 +140,6 @@ def _threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _factory(name: str, table: dict[str, Callable[[int], nn.Module]]) -> Callable | None:
-    """The factory of a model name: one of ``table`` or ``loop:VARIANT``; None if unknown."""
-    if name.startswith(LOOP_PREFIX) and name[len(LOOP_PREFIX) :] in _variants():
-        inner = table[name[len(LOOP_PREFIX) :]]
-        return lambda h: ReferenceLoop(inner(h))
-    return table.get(name)
-
-
-def _resolve_models(names: tuple[str, ...] | None) -> dict[str, Callable[[int], nn.Module]]:
-    table = models()
-    if names is None:
-        return table
-    unknown = [n for n in names if _factory(n, table) is None]
-    if unknown:
-        raise RnnlabError(
-            f"unknown model(s) {', '.join(unknown)}; choose from: {', '.join(table)}, "
-            f"or {LOOP_PREFIX}VARIANT for a variant's reference loop"
-        )
-    chosen = [BASELINE, *[n for n in names if n != BASELINE]]
-    return {n: _factory(n, table) for n in chosen}
-
-
 def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> dict:
     """Measure every model at every grid point; returns a JSON-serialisable dict."""
     log = log or (lambda message: None)
@@ -280,7 +151,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
             f"repeats must be >= 1 and warmup >= 0, got {config.repeats}, {config.warmup}"
         )
     threads = config.threads or torch.get_num_threads()
-    table = _resolve_models(config.models)
+    table = resolve_models(config.models)
     fast_ok = fast.is_available()  # builds the kernels once, before anything is timed
     results: list[Measurement] = []
     with _threads(threads), contextlib.nullcontext() if config.fast else fast.disabled():
@@ -417,7 +288,7 @@ def _peak_memory_main(argv: list[str]) -> None:
     if libc is None:
         raise SystemExit("needs Linux and glibc")
     libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD: big buffers are mmapped, freed for real
-    factory = _factory(name, models())
+    factory = factory_of(name, models())
     if factory is None:
         raise SystemExit(f"unknown model {name}")
     with contextlib.nullcontext() if use_fast == "1" else fast.disabled():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnlab import bench, fast
+from rnnlab import bench, benchmodels, fast
 from rnnlab.cli import main
 from rnnlab.errors import RnnlabError
 
@@ -99,7 +99,7 @@ def test_loop_models_time_a_variants_reference_loop(tmp_path: Path) -> None:
         assert rows["peephole+ln"]["path"] == "fast"
     if sys.platform == "linux":
         assert isinstance(rows["loop:peephole+ln"]["peak_mem_bytes"], int)
-    factories = bench._resolve_models(("peephole+ln", "loop:peephole+ln"))
+    factories = benchmodels.resolve_models(("peephole+ln", "loop:peephole+ln"))
     torch.manual_seed(0)
     model = factories["peephole+ln"](8)
     torch.manual_seed(0)
@@ -107,11 +107,11 @@ def test_loop_models_time_a_variants_reference_loop(tmp_path: Path) -> None:
     x = torch.randn(3, 2, 8)
     torch.testing.assert_close(loop(x)[0], model(x)[0])
     assert bench.execution_path(loop, x) == "reference"
-    relu = bench._resolve_models(("loop:elman-relu",))["loop:elman-relu"](8)
+    relu = benchmodels.resolve_models(("loop:elman-relu",))["loop:elman-relu"](8)
     assert relu.inner._kernel_mode(x) is None  # not torch's fused ReLU RNN either
     for bad in ("loop:torch.nn.GRU", "loop:", "loop:nope"):
         with pytest.raises(RnnlabError, match="unknown model"):
-            bench._resolve_models((bad,))
+            benchmodels.resolve_models((bad,))
 
 
 def test_list_names_every_cell(capsys: pytest.CaptureFixture[str]) -> None:
