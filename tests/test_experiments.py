@@ -178,6 +178,23 @@ def test_compare_runs_every_cell_on_every_task_at_equal_size(tmp_path):
     assert (tmp_path / "compare.png").stat().st_size > 0
 
 
+def test_compare_plot_keeps_a_blown_up_cell_off_the_scale():
+    """One cell's loss 400x the others' (the additive cell's LM in the full setting) must not
+    flatten the other bars: the axis spans the rest, the outlier is labelled with its value."""
+    from rnnlab.experiments.compare import SETTINGS, _figure
+
+    config = SETTINGS["test"]
+    values = {"elman": 2.5, "lstm": 2.4, "mut1": 983.5}
+    rows = [
+        {"task": "lm", "cell": c, "mean": v, "std": 0.02} for c, v in values.items()
+    ]  # fmt: skip
+    fig = _figure(config, ["lm"], rows)
+    ax = fig.axes[0]
+    lo, hi = ax.get_ylim()
+    assert 2.0 < lo < 2.4 and 2.5 < hi < 3.0
+    assert any("983.5" in t.get_text() and "off scale" in t.get_text() for t in ax.texts)
+
+
 def test_regularizers_stabilizer_steadies_the_hidden_norm(tmp_path):
     result = run_experiment("regularizers", "test", tmp_path)
     assert [r["arm"] for r in result.rows] == ["lstm beta=0", "lstm beta=50", "lstm layer norm"]

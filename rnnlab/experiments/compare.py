@@ -336,7 +336,16 @@ def run(config: CompareConfig, out_dir: Path, log: Callable[[str], None] = print
     return result
 
 
+def _off_scale(value: float, median: float) -> bool:
+    return median > 0 and value > 3 * median
+
+
 def _plot(config: CompareConfig, tasks: list[str], rows: list[dict], path: Path) -> str:
+    return save_figure(_figure(config, tasks, rows), path)
+
+
+def _figure(config: CompareConfig, tasks: list[str], rows: list[dict]):
+    """One bar chart per task: mean and std per cell."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4.2), squeeze=False)
     for ax, task in zip(axes[0], tasks):
@@ -350,8 +359,19 @@ def _plot(config: CompareConfig, tasks: list[str], rows: list[dict], path: Path)
             ax.set_yscale("log")
             ax.axhline(Adding.baseline, color="k", ls="--", lw=1)
         elif finite := [(m, r["std"]) for m, r in zip(means, rs) if math.isfinite(m)]:
-            lo, hi = min(m - sd for m, sd in finite), max(m + sd for m, sd in finite)
+            # A cell whose mean is over 3x the median (e.g. a blown-up loss) would flatten every
+            # other bar: the axis is set by the rest and the bar is labelled with its value.
+            median = statistics.median(m for m, _ in finite)
+            scale = [(m, sd) for m, sd in finite if not _off_scale(m, median)] or finite
+            lo, hi = min(m - sd for m, sd in scale), max(m + sd for m, sd in scale)
             ax.set_ylim(lo - 0.1 * (hi - lo + 1e-3), hi + 0.1 * (hi - lo + 1e-3))
+            top = ax.get_ylim()[1]
+            for i, m in enumerate(means):
+                if math.isfinite(m) and _off_scale(m, median):
+                    ax.text(
+                        i, top, f"{m:.4g}\n(off scale)", ha="center", va="top", fontsize=7,
+                        bbox={"facecolor": "white", "alpha": 0.85, "linewidth": 0},
+                    )  # fmt: skip
         ax.grid(True, axis="y", alpha=0.3)
     fig.suptitle(f"cells at equal parameter count, mean +- std over {config.seeds} seeds")
-    return save_figure(fig, path)
+    return fig
