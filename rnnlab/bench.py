@@ -288,6 +288,8 @@ def _peak_memory_main(argv: list[str]) -> None:
     if libc is None:
         raise SystemExit("needs Linux and glibc")
     libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD: big buffers are mmapped, freed for real
+    if fast.is_available():
+        fast.set_cache_limit(0)  # the same: the call's own buffers count, not the warm-up's
     factory = factory_of(name, models())
     if factory is None:
         raise SystemExit(f"unknown model {name}")

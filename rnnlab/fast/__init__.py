@@ -19,6 +19,11 @@ a compiler one warning is printed and everything runs the reference loop.
 Standard cells that are exactly one of torch's fused kernels keep running torch's kernel,
 except where rnnlab's loop was measured faster (:func:`prefers_own_kernel`).
 
+The kernels keep their large internal buffers (those saved for backward and scratch, never the
+outputs or input gradients) in a cache when freed, so that repeated calls of one shape reuse
+the same memory instead of faulting in fresh pages; at most 256 MiB is kept
+(``RNNLAB_FAST_CACHE_MB``, or :func:`set_cache_limit`; 0 turns it off).
+
 Example::
 
     >>> with rnnlab.fast.disabled():      # force the reference loop, e.g. as a test oracle
@@ -64,6 +69,21 @@ def disabled() -> Iterator[None]:
         _local.disabled -= 1
 
 
+def set_cache_limit(mib: float) -> float:
+    """Keep at most ``mib`` MiB of freed kernel buffers for reuse (0: keep none, and free what
+    is kept); returns the previous limit in MiB. Needs the kernels (:func:`is_available`)."""
+    if mib < 0:
+        raise ValueError(f"the cache limit must be >= 0 MiB, got {mib}")
+    if not is_available():
+        raise RuntimeError("rnnlab.fast's kernels are not available, so there is no cache")
+    return torch.ops.rnnlab_fast.set_buffer_cache_limit(int(mib * 2**20)) / 2**20
+
+
+def cached_bytes() -> int:
+    """Bytes of freed kernel buffers the cache holds now (0 without the kernels)."""
+    return int(torch.ops.rnnlab_fast.buffer_cache_bytes()) if is_available() else 0
+
+
 def is_available() -> bool:
     """True if the C++ kernels are loaded (building them on the first call)."""
     return _build.load()
@@ -103,4 +123,13 @@ def scan(
     return run(spec, xp, state, mask)
 
 
-__all__ = ["disabled", "enabled", "is_available", "prefers_own_kernel", "scan", "supports"]
+__all__ = [
+    "cached_bytes",
+    "disabled",
+    "enabled",
+    "is_available",
+    "prefers_own_kernel",
+    "scan",
+    "set_cache_limit",
+    "supports",
+]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-_SOURCES = ("ops.cpp", "simple.cpp", "gru.cpp", "lstm.cpp", "mut.cpp")
+_SOURCES = ("ops.cpp", "cache.cpp", "simple.cpp", "gru.cpp", "lstm.cpp", "mut.cpp")
 _HERE = Path(__file__).resolve().parent
 _state: dict[str, object] = {}
 _lock = threading.Lock()

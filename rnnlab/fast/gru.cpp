@@ -22,13 +22,13 @@ void gru_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, const
   const bool pingpong = masked && !save;
   const int64_t S = save ? T_ : 1;  // slots of the per-step buffers
   Tensor out = at::empty({T_, N, H}, opts);
-  Tensor seq = masked ? at::empty({pingpong ? 2 : T_, N, H}, opts) : out;
-  Tensor gates = at::empty({S, N, GH}, opts);
-  Tensor aux = at::empty({S, N, H}, opts);
+  Tensor seq = masked ? buffer({pingpong ? 2 : T_, N, H}, opts) : out;
+  Tensor gates = buffer({S, N, GH}, opts);
+  Tensor aux = buffer({S, N, H}, opts);
   const int64_t W1 = before ? 2 * H : GH;  // width of the first normalised block
-  Tensor xhat1 = save && ln ? at::empty({T_, N, W1}, opts) : Tensor();
+  Tensor xhat1 = save && ln ? buffer({T_, N, W1}, opts) : Tensor();
   Tensor rstd1 = save && ln ? at::empty({T_, N}, opts) : Tensor();
-  Tensor xhat2 = save && ln && before ? at::empty({T_, N, H}, opts) : Tensor();
+  Tensor xhat2 = save && ln && before ? buffer({T_, N, H}, opts) : Tensor();
   Tensor rstd2 = save && ln && before ? at::empty({T_, N}, opts) : Tensor();
   Tensor w1 = before ? p.w_hh.narrow(0, 0, 2 * H) : p.w_hh;
   Tensor w2 = before ? p.w_hh.narrow(0, 2 * H, H) : Tensor();
@@ -129,7 +129,7 @@ void gru_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
   // norm: dxp itself. Otherwise (reset-after scales the n block by r) a ring of a few steps.
   const bool ring = !before || ln;
   const int64_t K = chunk_steps(ring, N, T_);
-  Tensor dR = ring ? at::empty({K, N, GH}, opts) : dxp;
+  Tensor dR = ring ? buffer({K, N, GH}, opts) : dxp;
   Tensor dW = at::zeros({GH, H}, opts);
   Tensor dbias = p.b_hh.defined() && !ln ? at::zeros({GH}, opts) : Tensor();
   Tensor dg1 = partials(ln, W1, opts), dg2 = partials(ln && before, H, opts);

@@ -269,6 +269,13 @@ inline void add_weight_grad(Tensor& dW, const Tensor& A, int64_t s, const Tensor
     return res;                                                                             \
   }
 
+// A large internal buffer (saved for backward or scratch, never handed to the user) from the
+// cache of freed buffers (cache.cpp), or at::empty below kCachedBytes or with the cache off.
+constexpr size_t kCachedBytes = size_t(256) << 10;
+Tensor buffer(at::IntArrayRef sizes, const at::TensorOptions& opts);
+int64_t set_buffer_cache_limit(int64_t bytes);
+int64_t buffer_cache_bytes();
+
 // The cells' entry points (one file per family).
 std::vector<Tensor> simple_forward(const Params& p, const Tensor& xp, const Tensor& h0,
                                    const Tensor& mask, bool save);

@@ -32,11 +32,11 @@ void lstm_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, cons
   const bool pingpong = !save;  // c states: all of them, or two slots
   const bool hping = masked && !save;
   Tensor out = at::empty({T_, N, H}, opts);
-  Tensor seq = masked ? at::empty({hping ? 2 : T_, N, H}, opts) : out;
-  Tensor cs = at::empty({pingpong ? 2 : T_, N, H}, opts);
-  Tensor gates = at::empty({S, N, GH}, opts);
+  Tensor seq = masked ? buffer({hping ? 2 : T_, N, H}, opts) : out;
+  Tensor cs = buffer({pingpong ? 2 : T_, N, H}, opts);
+  Tensor gates = buffer({S, N, GH}, opts);
   Tensor tc = at::empty({N, H}, opts);  // scratch: tanh(LN_c(c_t)), or LN_c(c_t) first
-  Tensor xhat = save && ln ? at::empty({T_, N, GH}, opts) : Tensor();
+  Tensor xhat = save && ln ? buffer({T_, N, GH}, opts) : Tensor();
   Tensor rstd = save && ln ? at::empty({T_, N}, opts) : Tensor();
   Tensor meanc = lnc ? at::empty({S, N}, opts) : Tensor();
   Tensor rstdc = lnc ? at::empty({S, N}, opts) : Tensor();
@@ -140,7 +140,7 @@ void lstm_backward_impl(const Params& p, const std::vector<Tensor>& saved, const
   // dR: the gradient of the recurrent pre-activations, a ring of a few steps under layer norm
   // (without it dR is dxp itself).
   const int64_t K = chunk_steps(ln, N, T_);
-  Tensor dR = ln ? at::empty({K, N, GH}, opts) : dxp;
+  Tensor dR = ln ? buffer({K, N, GH}, opts) : dxp;
   Tensor dW = at::zeros({GH, H}, opts);
   Tensor dg = partials(ln, GH, opts), db = partials(ln && p.b_hh.defined(), GH, opts);
   Tensor dgc = partials(lnc, H, opts), dbc = partials(lnc && p.b_c.defined(), H, opts);

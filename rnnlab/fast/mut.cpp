@@ -47,10 +47,10 @@ void mut_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, const
   const bool pingpong = masked && !save;
   const int64_t S = save ? T_ : 1;  // slots of the per-step buffers
   Tensor out = at::empty({T_, N, H}, opts);
-  Tensor seq = masked ? at::empty({pingpong ? 2 : T_, N, H}, opts) : out;
-  Tensor gates = at::empty({S, N, GH}, opts);
-  Tensor rh = at::empty({S, N, H}, opts);
-  Tensor extra = mut1 || mut3 ? at::empty({S, N, H}, opts) : Tensor();
+  Tensor seq = masked ? buffer({pingpong ? 2 : T_, N, H}, opts) : out;
+  Tensor gates = buffer({S, N, GH}, opts);
+  Tensor rh = buffer({S, N, H}, opts);
+  Tensor extra = mut1 || mut3 ? buffer({S, N, H}, opts) : Tensor();
   // Per group: weight rows, bias, gain, the step's buffer, saved xhat and rstd. Index 2 = n.
   Tensor W[3], B[3], G[3], R[3], xhat[3], rstd[3];
   const int64_t lo[3] = {L.lo[0], L.lo[1], L.ncol}, width[3] = {L.width[0], L.width[1], H};
@@ -61,7 +61,7 @@ void mut_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, const
     if (ln) G[k] = p.g_hh.narrow(0, lo[k], width[k]);
     R[k] = at::empty({N, width[k]}, opts);
     if (save && ln) {
-      xhat[k] = at::empty({T_, N, width[k]}, opts);
+      xhat[k] = buffer({T_, N, width[k]}, opts);
       rstd[k] = at::empty({T_, N}, opts);
     }
   }
@@ -162,7 +162,7 @@ void mut_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
   // Gradients of the recurrent terms (after layer norm, then in place before it), in the row
   // space of weight_hh, for a ring of a few steps; one weight-gradient GEMM per group per chunk.
   const int64_t K = chunk_steps(true, N, T_);
-  Tensor dR = at::empty({K, N, M}, opts);
+  Tensor dR = buffer({K, N, M}, opts);
   Tensor dW = at::zeros({M, H}, opts);
   Tensor dbias = bias && !ln ? at::zeros({M}, opts) : Tensor();
   Tensor dg = partials(ln, M, opts), db = partials(ln && bias, M, opts);

@@ -83,6 +83,8 @@ std::vector<Tensor> backward(int64_t kind, const std::vector<Tensor>& saved, con
 }  // namespace
 
 TORCH_LIBRARY(rnnlab_fast, m) {
+  m.def("set_buffer_cache_limit(int bytes) -> int", &set_buffer_cache_limit);
+  m.def("buffer_cache_bytes() -> int", &buffer_cache_bytes);
   m.def(
       "forward(int kind, Tensor xp, Tensor h0, Tensor? c0, Tensor w_hh, Tensor?[] params, "
       "float[] eps, Tensor? mask, bool save) -> Tensor[]",

@@ -23,10 +23,10 @@ void simple_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, co
   Tensor out = at::empty({T_, N, H}, opts);
   // Without a mask the states are the outputs; with one, a separate (or ping-pong) buffer.
   const bool pingpong = masked && !save;
-  Tensor seq = masked ? at::empty({pingpong ? 2 : T_, N, H}, opts) : out;
+  Tensor seq = masked ? buffer({pingpong ? 2 : T_, N, H}, opts) : out;
   const int64_t act_width = kind == kAdditive ? H : (kind == kMinimalGRU ? 2 * H : 0);
-  Tensor act = act_width ? at::empty({save ? T_ : 1, N, act_width}, opts) : Tensor();
-  Tensor xhat = save && ln ? at::empty({T_, N, GH}, opts) : Tensor();
+  Tensor act = act_width ? buffer({save ? T_ : 1, N, act_width}, opts) : Tensor();
+  Tensor xhat = save && ln ? buffer({T_, N, GH}, opts) : Tensor();
   Tensor rstd = save && ln ? at::empty({T_, N}, opts) : Tensor();
   Tensor R = at::empty({N, GH}, opts);
   const uint8_t* mk = masked ? mask.data_ptr<uint8_t>() : nullptr;
@@ -106,7 +106,7 @@ void simple_backward_impl(const Params& p, const std::vector<Tensor>& saved, con
   // dR: the gradient of the recurrent pre-activations, a ring of a few steps under layer norm
   // (without it dR is dxp itself).
   const int64_t K = chunk_steps(ln, N, T_);
-  Tensor dR = ln ? at::empty({K, N, GH}, opts) : dxp;
+  Tensor dR = ln ? buffer({K, N, GH}, opts) : dxp;
   Tensor dW = at::zeros({GH, H}, opts);
   Tensor dg = partials(ln, GH, opts), db = partials(ln && p.b_hh.defined(), GH, opts);
   Tensor dh = grad_h.defined() ? grad_h.clone() : at::zeros({N, H}, opts);
