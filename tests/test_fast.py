@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import warnings
 from functools import partial
 
@@ -161,6 +163,17 @@ def test_cached_buffers_are_reused_and_stay_correct(kind: str) -> None:
         fast.set_cache_limit(before)
     with pytest.raises(ValueError, match=">= 0"):
         fast.set_cache_limit(-1)
+
+
+@needs_kernels
+@pytest.mark.parametrize(("value", "mib"), [("0", 0.0), ("64", 64.0), ("-5", 256.0), ("x", 256.0)])
+def test_cache_limit_from_the_environment(value: str, mib: float) -> None:
+    """RNNLAB_FAST_CACHE_MB sets the limit at load (0: off); a bad value keeps the default."""
+    code = "from rnnlab import fast; assert fast.is_available(); print(fast.set_cache_limit(1))"
+    env = {**os.environ, "RNNLAB_FAST_CACHE_MB": value}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.strip().splitlines()[-1]) == mib
 
 
 def _layer_results(rnn: Recurrent, x: Tensor, state, lengths) -> list[Tensor]:

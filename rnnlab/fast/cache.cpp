@@ -26,8 +26,13 @@ namespace {
 class BufferCache {
  public:
   BufferCache() {
+    // RNNLAB_FAST_CACHE_MB: a whole number of MiB >= 0; anything else keeps the default.
     const char* env = std::getenv("RNNLAB_FAST_CACHE_MB");
-    if (env != nullptr && *env != '\0') limit_ = static_cast<size_t>(std::atoll(env)) << 20;
+    if (env != nullptr && *env != '\0') {
+      char* end = nullptr;
+      const long long mib = std::strtoll(env, &end, 10);
+      if (*end == '\0' && mib >= 0 && mib <= (1LL << 30)) limit_ = static_cast<size_t>(mib) << 20;
+    }
   }
 
   void* take(size_t bytes) {
