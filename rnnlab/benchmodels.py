@@ -145,14 +145,15 @@ def resolve_models(names: tuple[str, ...] | None) -> dict[str, Callable[[int], n
     table = models()
     if names is None:
         return table
-    unknown = [n for n in names if factory_of(n, table) is None]
+    chosen = [BASELINE, *[n for n in names if n != BASELINE]]
+    found = {n: factory_of(n, table) for n in chosen}
+    unknown = [n for n, factory in found.items() if factory is None]
     if unknown:
         raise RnnlabError(
             f"unknown model(s) {', '.join(unknown)}; choose from: {', '.join(table)}, "
             f"or {LOOP_PREFIX}VARIANT for a variant's reference loop"
         )
-    chosen = [BASELINE, *[n for n in names if n != BASELINE]]
-    return {n: factory_of(n, table) for n in chosen}
+    return found
 
 
 __all__ = [
