@@ -17,6 +17,7 @@
 #include <vector>
 
 #include <c10/core/impl/alloc_cpu.h>
+#include <c10/util/accumulate.h>
 
 #include "kernels.h"
 
@@ -106,9 +107,8 @@ BufferCache& cache() {
 }  // namespace
 
 Tensor buffer(at::IntArrayRef sizes, const at::TensorOptions& opts) {
-  int64_t numel = 1;
-  for (int64_t s : sizes) numel *= s;
-  const size_t bytes = static_cast<size_t>(numel) * opts.dtype().itemsize();
+  const size_t numel = static_cast<size_t>(c10::multiply_integers(sizes));
+  const size_t bytes = numel * opts.dtype().itemsize();
   if (bytes < kCachedBytes || !cache().enabled()) return at::empty(sizes, opts);
   void* p = cache().take(bytes);
   return at::from_blob(p, sizes, [bytes](void* q) { cache().give(q, bytes); }, opts);
