@@ -1,5 +1,5 @@
-"""A/B of rnnlab.fast's buffer cache in one process: forward+backward time and minor page faults
-per call with the cache off and on, alternating, for each model and size.
+"""A/B of rnnlab.core.fast's buffer cache in one process: forward+backward time and minor page
+faults per call with the cache off and on, alternating, for each model and size.
 
     python benchmarks/cache_ab.py --models torch.nn.LSTM,lstm+ln --grid 32,100,128 --threads 2
 
@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from rnnlab import fast
-from rnnlab.benchmodels import resolve_models
+from rnnlab.analysis.benchmodels import resolve_models
+from rnnlab.core import fast
 
 LIMITS_MIB = (0, 256)  # off, on (the default limit)
 
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     if not fast.is_available():
-        raise SystemExit("rnnlab.fast's kernels are not available: nothing to compare")
+        raise SystemExit("rnnlab.core.fast's kernels are not available: nothing to compare")
     torch.set_num_threads(args.threads)
     grid = args.grid or ["32,100,128", "8,1000,256", "64,100,512"]
     names = args.models.split(",")

@@ -7,7 +7,7 @@ task models, training, diagnostics and experiments.
 from __future__ import annotations
 
 from rnnlab import nn
-from rnnlab.cells import (
+from rnnlab.core.cells import (
     AdditiveCell,
     ElmanCell,
     GRUCell,
@@ -15,10 +15,10 @@ from rnnlab.cells import (
     MinimalGRUCell,
     RecurrentCell,
 )
+from rnnlab.core.layers import Recurrent, flip_valid, scan
+from rnnlab.core.mut import MUT1Cell, MUT2Cell, MUT3Cell
+from rnnlab.core.registry import CELLS, RecurrentConfig, cell_factory
 from rnnlab.errors import RnnlabError
-from rnnlab.layers import Recurrent, flip_valid, scan
-from rnnlab.mut import MUT1Cell, MUT2Cell, MUT3Cell
-from rnnlab.registry import CELLS, RecurrentConfig, cell_factory
 
 __version__ = "0.1.0"
 

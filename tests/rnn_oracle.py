@@ -1,8 +1,9 @@
 """Independent oracles for the core tests: every cell's equations written out gate by gate.
 
 The oracle reads only a cell's parameter tensors and its configuration flags; it never calls a
-method of the cell (nor torch's layer norm), so a bug in ``rnnlab.cells`` or ``rnnlab.layers``
-cannot hide in it. Shapes: N batch, T time, D input size, H hidden size, L layers, K directions.
+method of the cell (nor torch's layer norm), so a bug in ``rnnlab.core.cells`` or
+``rnnlab.core.layers`` cannot hide in it. Shapes: N batch, T time, D input size, H hidden size,
+L layers, K directions.
 """
 
 from __future__ import annotations
@@ -14,9 +15,16 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from rnnlab import fast
-from rnnlab.cells import AdditiveCell, ElmanCell, GRUCell, LSTMCell, MinimalGRUCell, RecurrentCell
-from rnnlab.layers import Recurrent
+from rnnlab.core import fast
+from rnnlab.core.cells import (
+    AdditiveCell,
+    ElmanCell,
+    GRUCell,
+    LSTMCell,
+    MinimalGRUCell,
+    RecurrentCell,
+)
+from rnnlab.core.layers import Recurrent
 
 EPS = 1e-5
 
@@ -38,7 +46,7 @@ CELL_KINDS = {
 }
 
 #: The two dispatches a layer test runs under: "fast" is the default (rnnlab's C++ loop where it
-#: applies, else torch's kernel or the reference); "reference" turns rnnlab.fast off (rnnlab's
+#: applies, else torch's kernel or the reference); "reference" turns rnnlab.core.fast off (rnnlab's
 #: readable Python loop, or torch's kernel for cells that are exactly torch's).
 PATHS = ["fast", "reference"]
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnlab import bench, benchmodels, fast
+from rnnlab.analysis import bench, benchmodels
 from rnnlab.cli import main
+from rnnlab.core import fast
 from rnnlab.errors import RnnlabError
 
 RESULT_KEYS = {
@@ -142,7 +143,15 @@ def test_peak_memory_of_a_model_is_measured_alone_and_reproducibly() -> None:
     it grows with the sequence length (the saved activations)."""
 
     def peak(T: int) -> int:
-        cmd = [sys.executable, "-m", "rnnlab.bench", "--peak-memory", "lstm+ln", "8", str(T)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "rnnlab.analysis.bench",
+            "--peak-memory",
+            "lstm+ln",
+            "8",
+            str(T),
+        ]
         done = subprocess.run([*cmd, "64", "1", "0", "1"], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         return int(done.stdout.strip().splitlines()[-1])

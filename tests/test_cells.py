@@ -9,7 +9,7 @@ import pytest
 import torch
 from rnn_oracle import CELL_KINDS, OPTIONS, naive_step, option_id, randomize
 
-from rnnlab.cells import AdditiveCell, ElmanCell, GRUCell, LSTMCell, MinimalGRUCell
+from rnnlab.core.cells import AdditiveCell, ElmanCell, GRUCell, LSTMCell, MinimalGRUCell
 
 N, D, H = 3, 4, 3
 F64 = torch.float64

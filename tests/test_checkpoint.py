@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from rnnlab.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from rnnlab.errors import RnnlabError
+from rnnlab.train.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 
 
 class Tied(nn.Module):
@@ -162,7 +162,7 @@ def test_process_killed_during_write_leaves_previous_checkpoint(tmp_path: Path) 
         from pathlib import Path
         import torch
         from torch import nn
-        import rnnlab.checkpoint as C
+        import rnnlab.train.checkpoint as C
 
         path = Path({str(tmp_path / "ck")!r})
         model = nn.Linear(64, 64)

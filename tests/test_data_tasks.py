@@ -9,15 +9,9 @@ import numpy as np
 import pytest
 
 from rnnlab.data import bundled
-from rnnlab.data.names import (
-    class_weights,
-    read_class_dir,
-    read_examples,
-    read_labelled,
-    stratified_split,
-)
-from rnnlab.data.pairs import digit_pairs, read_pairs, split_pairs, tokenize
-from rnnlab.data.shapes import (
+from rnnlab.data.vocab import Vocab, pad_batch
+from rnnlab.errors import RnnlabError
+from rnnlab.tasks.caption.data import (
     HELD_OUT,
     IMAGE_SIZE,
     generate,
@@ -26,7 +20,15 @@ from rnnlab.data.shapes import (
     save_dataset,
     save_image,
 )
-from rnnlab.data.tagging import (
+from rnnlab.tasks.classify.data import (
+    class_weights,
+    read_class_dir,
+    read_examples,
+    read_labelled,
+    stratified_split,
+)
+from rnnlab.tasks.seq2seq.data import digit_pairs, read_pairs, split_pairs, tokenize
+from rnnlab.tasks.tag.data import (
     PUNCT_TAGS,
     Tagged,
     punct_case_dataset,
@@ -36,8 +38,6 @@ from rnnlab.data.tagging import (
     strip_text,
     write_conll,
 )
-from rnnlab.data.vocab import Vocab, pad_batch
-from rnnlab.errors import RnnlabError
 
 
 # -- vocabularies and batches -------------------------------------------------------------------

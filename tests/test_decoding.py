@@ -1,4 +1,4 @@
-"""Beam search (rnnlab.decoding.beam_search) on toy models whose answers are known."""
+"""Beam search (rnnlab.tasks.decoding.beam_search) on toy models whose answers are known."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from rnnlab.decoding import beam_search
+from rnnlab.tasks.decoding import beam_search
 
 SOS, EOS = 1, 2
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from rnnlab import CELLS, ElmanCell, GRUCell, LSTMCell, Recurrent
-from rnnlab.diagnostics import (
+from rnnlab.analysis.diagnostics import (
     GradientFlow,
     gate_statistics,
     gate_traces,
@@ -83,7 +83,10 @@ def test_recording_restores_the_model_and_changes_nothing():
     torch.testing.assert_close(during, before, rtol=1e-5, atol=1e-6)
     assert len(traces[0].inputs) == T and len(traces[0].gates) == T
     assert "step" not in rnn.cell_at(0).__dict__ and "_kernel_mode" not in rnn.__dict__
-    with pytest.raises(ValueError, match=r"no rnnlab\.layers\.Recurrent"), record(nn.Linear(2, 2)):
+    with (
+        pytest.raises(ValueError, match=r"no rnnlab\.core\.layers\.Recurrent"),
+        record(nn.Linear(2, 2)),
+    ):
         pass
 
 

@@ -11,9 +11,8 @@ import pytest
 import torch
 
 from rnnlab import CELLS, LSTMCell
-from rnnlab.cli import main
-from rnnlab.experiments import run_experiment
-from rnnlab.experiments.seeds import (
+from rnnlab.analysis.experiments import run_experiment
+from rnnlab.analysis.experiments.seeds import (
     SeedEnsemble,
     SequenceModel,
     TrainSettings,
@@ -21,8 +20,9 @@ from rnnlab.experiments.seeds import (
     hidden_for_budget,
     train,
 )
-from rnnlab.experiments.synthetic import LECTURE_CELLS
-from rnnlab.experiments.tasks import Adding, Copy, Latch
+from rnnlab.analysis.experiments.synthetic import LECTURE_CELLS
+from rnnlab.analysis.experiments.tasks import Adding, Copy, Latch
+from rnnlab.cli import main
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -181,7 +181,7 @@ def test_compare_runs_every_cell_on_every_task_at_equal_size(tmp_path):
 def test_compare_plot_keeps_a_blown_up_cell_off_the_scale():
     """One cell's loss 400x the others' (the additive cell's LM in the full setting) must not
     flatten the other bars: the axis spans the rest, the outlier is labelled with its value."""
-    from rnnlab.experiments.compare import SETTINGS, _figure
+    from rnnlab.analysis.experiments.compare import SETTINGS, _figure
 
     config = SETTINGS["test"]
     values = {"elman": 2.5, "lstm": 2.4, "mut1": 983.5}
@@ -245,9 +245,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_cli_diagnose_a_language_model_checkpoint(tmp_path, capsys):
-    from rnnlab.checkpoint import save_checkpoint
-    from rnnlab.data.text import CharVocab, read_corpus
-    from rnnlab.models.lm import RNNLM, LMConfig
+    from rnnlab.tasks.lm.data import CharVocab, read_corpus
+    from rnnlab.tasks.lm.model import RNNLM, LMConfig
+    from rnnlab.train.checkpoint import save_checkpoint
 
     vocab = CharVocab.from_text(read_corpus())
     model = RNNLM(LMConfig(len(vocab), "gru", 16, 2, 8, dropout=0.0))
@@ -264,12 +264,12 @@ def test_cli_diagnose_a_language_model_checkpoint(tmp_path, capsys):
 
 
 def test_cli_diagnose_a_classifier_checkpoint(tmp_path, capsys):
-    from rnnlab.checkpoint import save_checkpoint
+    from rnnlab.core.registry import RecurrentConfig
     from rnnlab.data import bundled
-    from rnnlab.data.names import characters, read_examples
     from rnnlab.data.vocab import Vocab
-    from rnnlab.models.classifier import Classifier, ClassifierConfig
-    from rnnlab.registry import RecurrentConfig
+    from rnnlab.tasks.classify.data import characters, read_examples
+    from rnnlab.tasks.classify.model import Classifier, ClassifierConfig
+    from rnnlab.train.checkpoint import save_checkpoint
 
     examples = read_examples(bundled("names"))
     labels = sorted({e.label for e in examples})

@@ -16,11 +16,11 @@ import pytest
 import torch
 from torch import Tensor
 
-from rnnlab import fast
-from rnnlab.cells import AdditiveCell, ElmanCell, GRUCell, LSTMCell, MinimalGRUCell
-from rnnlab.fast import _build
-from rnnlab.layers import Recurrent, scan
-from rnnlab.mut import MUT1Cell, MUT2Cell, MUT3Cell
+from rnnlab.core import fast
+from rnnlab.core.cells import AdditiveCell, ElmanCell, GRUCell, LSTMCell, MinimalGRUCell
+from rnnlab.core.fast import _build
+from rnnlab.core.layers import Recurrent, scan
+from rnnlab.core.mut import MUT1Cell, MUT2Cell, MUT3Cell
 from rnnlab.nn import GRU, LSTM, RNN
 
 CELLS = {
@@ -49,7 +49,7 @@ needs_kernels = pytest.mark.skipif(not HAVE_COMPILER, reason="no C++ compiler he
 
 @needs_kernels
 def test_kernels_build_where_a_compiler_is() -> None:
-    assert fast.is_available(), "rnnlab.fast's C++ kernels failed to build (see the warning)"
+    assert fast.is_available(), "rnnlab.core.fast's C++ kernels failed to build (see the warning)"
 
 
 def _randomize(module: torch.nn.Module, scale: float = 0.5) -> None:
@@ -169,7 +169,9 @@ def test_cached_buffers_are_reused_and_stay_correct(kind: str) -> None:
 @pytest.mark.parametrize(("value", "mib"), [("0", 0.0), ("64", 64.0), ("-5", 256.0), ("x", 256.0)])
 def test_cache_limit_from_the_environment(value: str, mib: float) -> None:
     """RNNLAB_FAST_CACHE_MB sets the limit at load (0: off); a bad value keeps the default."""
-    code = "from rnnlab import fast; assert fast.is_available(); print(fast.set_cache_limit(1))"
+    code = (
+        "from rnnlab.core import fast; assert fast.is_available(); print(fast.set_cache_limit(1))"
+    )
     env = {**os.environ, "RNNLAB_FAST_CACHE_MB": value}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr

@@ -11,7 +11,7 @@ from rnn_oracle import CELL_KINDS, OPTIONS, PATHS, on_path, option_id, randomize
 from torch.autograd import gradcheck
 from torch.func import functional_call
 
-from rnnlab.layers import Recurrent
+from rnnlab.core.layers import Recurrent
 
 F64 = torch.float64
 
@@ -51,7 +51,7 @@ def test_gradcheck_every_cell_and_option(kind: str, ln: bool, bias: bool, path: 
     _check(rnn, N=2, T=3)
 
 
-# Every cell on the default dispatch; on the reference path (rnnlab.fast off) only a few cells
+# Every cell on the default dispatch; on the reference path (rnnlab.core.fast off) only a few cells
 # that run rnnlab's Python loop there, to keep the suite fast.
 BIDIRECTIONAL_CASES = [("fast", kind) for kind in CELL_KINDS] + [
     ("reference", kind) for kind in ("gru-before", "peephole-nofg", "minimal-gru")

@@ -10,8 +10,8 @@ import torch
 from rnn_oracle import PATHS, on_path, randomize
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from rnnlab.cells import AdditiveCell, GRUCell, LSTMCell
-from rnnlab.layers import Recurrent
+from rnnlab.core.cells import AdditiveCell, GRUCell, LSTMCell
+from rnnlab.core.layers import Recurrent
 
 D, H = 3, 4
 

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from rnn_oracle import CELL_KINDS, PATHS, naive_recurrent, on_path, randomize
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnlab.cells import ElmanCell, GRUCell, LSTMCell
-from rnnlab.layers import Recurrent, flip_valid
+from rnnlab.core.cells import ElmanCell, GRUCell, LSTMCell
+from rnnlab.core.layers import Recurrent, flip_valid
 
 F64 = torch.float64
 D, H = 3, 4

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnlab.checkpoint import load_model
-from rnnlab.data.text import (
+from rnnlab.errors import RnnlabError
+from rnnlab.tasks.decoding import sample_next
+from rnnlab.tasks.lm.data import (
     UNK,
     CharVocab,
     StreamBatches,
@@ -17,10 +18,9 @@ from rnnlab.data.text import (
     split_ids,
     vocab_from_meta,
 )
-from rnnlab.decoding import sample_next
-from rnnlab.errors import RnnlabError
-from rnnlab.models.lm import RNNLM, LMConfig, TBPTTLoss, evaluate_lm, make_evaluator
-from rnnlab.training import TrainConfig, Trainer
+from rnnlab.tasks.lm.model import RNNLM, LMConfig, TBPTTLoss, evaluate_lm, make_evaluator
+from rnnlab.train.checkpoint import load_model
+from rnnlab.train.trainer import TrainConfig, Trainer
 
 
 def test_sample_next_greedy_top_k_and_seeded() -> None:

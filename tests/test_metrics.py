@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnlab.metrics import (
+from rnnlab.tasks.metrics import (
     accuracy,
     bleu,
     confusion_matrix,

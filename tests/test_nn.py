@@ -150,7 +150,7 @@ def test_parity_unbatched(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", list(PAIRS))
 def test_dropout_training_parity_with_torch(kind: str) -> None:
-    """With rnnlab.fast off, standard drop-ins run torch's kernel: the same dropout masks."""
+    """With rnnlab.core.fast off, standard drop-ins run torch's kernel: the same dropout masks."""
     ours_cls, torch_cls = PAIRS[kind]
     theirs = torch_cls(D, H, num_layers=3, dropout=0.4)
     ours = ours_cls(D, H, num_layers=3, dropout=0.4)

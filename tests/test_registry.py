@@ -8,10 +8,10 @@ from functools import partial
 import pytest
 import torch
 
-from rnnlab.cells import ElmanCell, GRUCell, LSTMCell, RecurrentCell
+from rnnlab.core.cells import ElmanCell, GRUCell, LSTMCell, RecurrentCell
+from rnnlab.core.layers import Recurrent
+from rnnlab.core.registry import CELL_HELP, CELLS, RecurrentConfig, cell_factory, register_cell
 from rnnlab.errors import RnnlabError
-from rnnlab.layers import Recurrent
-from rnnlab.registry import CELL_HELP, CELLS, RecurrentConfig, cell_factory, register_cell
 
 
 def test_every_name_has_help_and_builds_a_cell_that_runs() -> None:

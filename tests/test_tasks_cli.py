@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rnnlab.cli import main
-from rnnlab.data.shapes import save_image
+from rnnlab.tasks.caption.data import save_image
 
 FAST = ["--max-steps", "4", "--eval-every", "2", "--hidden", "8", "--no-progress"]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnlab.models import build_model
-from rnnlab.models.captioning import Captioner, CaptionerConfig
-from rnnlab.models.classifier import Classifier, ClassifierConfig
-from rnnlab.models.namegen import NameGenerator, NameGeneratorConfig
-from rnnlab.models.seq2seq import Seq2Seq, Seq2SeqConfig
-from rnnlab.models.tagger import Tagger, TaggerConfig
-from rnnlab.registry import RecurrentConfig
+from rnnlab.core.registry import RecurrentConfig
+from rnnlab.tasks import build_model
+from rnnlab.tasks.caption.model import Captioner, CaptionerConfig
+from rnnlab.tasks.classify.model import Classifier, ClassifierConfig
+from rnnlab.tasks.names.model import NameGenerator, NameGeneratorConfig
+from rnnlab.tasks.seq2seq.model import Seq2Seq, Seq2SeqConfig
+from rnnlab.tasks.tag.model import Tagger, TaggerConfig
 
 # (cell, layers, bidirectional): torch's fused kernel, rnnlab's own loop, stacked, both ways
 RNNS = [("lstm", 1, False), ("gru", 2, True), ("minimal-gru", 1, True), ("elman", 2, False)]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnlab.data.pairs import digit_pairs
+from rnnlab.core.registry import RecurrentConfig
 from rnnlab.data.vocab import Vocab, pad_batch
-from rnnlab.models.seq2seq import Seq2Seq, Seq2SeqConfig
-from rnnlab.registry import RecurrentConfig
+from rnnlab.tasks.seq2seq.data import digit_pairs
+from rnnlab.tasks.seq2seq.model import Seq2Seq, Seq2SeqConfig
 
 
 def batches(pairs, vocab: Vocab) -> tuple[torch.Tensor, ...]:

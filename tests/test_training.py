@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from rnnlab.checkpoint import load_checkpoint
+from rnnlab.core.registry import RecurrentConfig
 from rnnlab.errors import RnnlabError
-from rnnlab.registry import RecurrentConfig
-from rnnlab.regularizers import NormStabilizer
-from rnnlab.training import TrainConfig, Trainer, lr_at, make_optimizer
+from rnnlab.train.checkpoint import load_checkpoint
+from rnnlab.train.regularizers import NormStabilizer
+from rnnlab.train.trainer import TrainConfig, Trainer, lr_at, make_optimizer
 
 
 class Classifier(nn.Module):

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from rnnlab.experiments import run_experiment
-from rnnlab.experiments.units import UnitStore
+from rnnlab.analysis.experiments import run_experiment
+from rnnlab.analysis.experiments.units import UnitStore
 
 
 def test_a_unit_is_computed_once_and_read_back(tmp_path):
@@ -55,7 +55,7 @@ def test_a_rerun_reuses_finished_units_and_fresh_recomputes(tmp_path, monkeypatc
     def no_training(*args, **kwargs):
         raise AssertionError("a finished unit was trained again")
 
-    monkeypatch.setattr("rnnlab.experiments.synthetic.train", no_training)
+    monkeypatch.setattr("rnnlab.analysis.experiments.synthetic.train", no_training)
     again = run_experiment("adding", "test", tmp_path)
     assert again.rows == first.rows
     with pytest.raises(AssertionError, match="trained again"):

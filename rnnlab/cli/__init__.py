@@ -16,7 +16,7 @@ from rnnlab.errors import RnnlabError
 #: Modules that add sub-commands: each has ``register(commands, train)`` where ``commands`` and
 #: ``train`` are argparse sub-parser collections (``rnnlab X`` and ``rnnlab train X``).
 COMMAND_MODULES = (
-    "rnnlab.cli.lm",
+    "rnnlab.tasks.lm.task",
     "rnnlab.cli.tasks",
     "rnnlab.cli.bench",
     "rnnlab.cli.experiment",

@@ -1,4 +1,4 @@
-"""``rnnlab bench``: speed and memory of every cell against torch.nn (see rnnlab.bench)."""
+"""``rnnlab bench``: speed and memory of every cell against torch.nn (see rnnlab.analysis.bench)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from rnnlab.bench import DEFAULT_GRID, QUICK_GRID, BenchConfig, format_tables, models, run_bench
+from rnnlab.analysis.bench import (
+    DEFAULT_GRID,
+    QUICK_GRID,
+    BenchConfig,
+    format_tables,
+    models,
+    run_bench,
+)
 from rnnlab.errors import RnnlabError
 
 

@@ -17,9 +17,9 @@ from typing import NoReturn
 
 import torch
 
+from rnnlab.core.registry import CELL_HELP, CELLS, RecurrentConfig
 from rnnlab.errors import RnnlabError
-from rnnlab.registry import CELL_HELP, CELLS, RecurrentConfig
-from rnnlab.trainconfig import OPTIMIZERS, SCHEDULES, TrainConfig
+from rnnlab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
@@ -135,7 +135,7 @@ def add_model_options(
 
 
 def recurrent_config_from_args(args: argparse.Namespace, input_size: int) -> RecurrentConfig:
-    """The :class:`~rnnlab.registry.RecurrentConfig` described by the model options."""
+    """The :class:`~rnnlab.core.registry.RecurrentConfig` described by the model options."""
     return RecurrentConfig(
         cell=args.cell,
         input_size=input_size,
@@ -151,7 +151,7 @@ def recurrent_config_from_args(args: argparse.Namespace, input_size: int) -> Rec
 def add_trainer_options(
     parser: argparse.ArgumentParser, defaults: Mapping[str, object] | None = None
 ) -> None:
-    """The trainer's options (see :class:`~rnnlab.training.TrainConfig`), --batch, --out and
+    """The trainer's options (see :class:`~rnnlab.train.trainer.TrainConfig`), --batch, --out and
     --resume; ``defaults`` overrides any default by its option's dest name (e.g. ``lr``)."""
     base = TrainConfig()
     d = {
@@ -282,7 +282,7 @@ def add_trainer_options(
 
 
 def trainer_config_from_args(args: argparse.Namespace, **overrides: object) -> TrainConfig:
-    """The :class:`~rnnlab.training.TrainConfig` described by the trainer options."""
+    """The :class:`~rnnlab.train.trainer.TrainConfig` described by the trainer options."""
     values = {
         "optimizer": args.optimizer,
         "lr": args.lr,
@@ -334,7 +334,7 @@ def prepare_out_dir(args: argparse.Namespace, task: str) -> Path:
     Never deletes a run by accident: an explicit ``--out`` holding a run needs ``--resume``
     or ``--overwrite``.
     """
-    from rnnlab.checkpoint import resolve_checkpoint
+    from rnnlab.train.checkpoint import resolve_checkpoint
 
     if args.resume and args.overwrite:
         raise RnnlabError("--resume and --overwrite contradict each other: choose one")

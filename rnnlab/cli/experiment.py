@@ -10,7 +10,7 @@ import torch
 
 def register(commands: argparse._SubParsersAction, train: argparse._SubParsersAction) -> None:
     """Add ``rnnlab experiment``."""
-    from rnnlab.experiments import EXPERIMENTS
+    from rnnlab.analysis.experiments import EXPERIMENTS
 
     p = commands.add_parser(
         "experiment",
@@ -62,8 +62,8 @@ def register(commands: argparse._SubParsersAction, train: argparse._SubParsersAc
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from rnnlab.analysis.experiments import report, run_experiment
     from rnnlab.errors import RnnlabError
-    from rnnlab.experiments import report, run_experiment
 
     if args.threads < 1:
         raise RnnlabError(f"--threads must be a positive integer, got {args.threads}")
@@ -84,7 +84,7 @@ def _batch(model, meta: dict, args: argparse.Namespace):
     task = meta.get("task")
     g = torch.Generator().manual_seed(0)
     if task == "lm":
-        from rnnlab.data.text import read_corpus, split_ids, vocab_from_meta
+        from rnnlab.tasks.lm.data import read_corpus, split_ids, vocab_from_meta
 
         vocab = vocab_from_meta(meta.get("vocab"))
         text = read_corpus(args.data)
@@ -105,8 +105,8 @@ def _batch(model, meta: dict, args: argparse.Namespace):
         from collections import Counter
 
         from rnnlab.data import bundled
-        from rnnlab.data.names import characters, read_examples
         from rnnlab.data.vocab import Vocab, pad_batch
+        from rnnlab.tasks.classify.data import characters, read_examples
 
         vocab = Vocab.from_meta(meta["vocab"])
         label_id = {c: i for i, c in enumerate(meta["labels"])}
@@ -131,9 +131,9 @@ def _diagnose(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from rnnlab import diagnostics
-    from rnnlab.checkpoint import load_model
+    from rnnlab.analysis import diagnostics
     from rnnlab.errors import RnnlabError
+    from rnnlab.train.checkpoint import load_model
 
     if args.batch < 1:
         raise RnnlabError(f"--batch must be a positive integer, got {args.batch}")

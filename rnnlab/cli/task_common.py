@@ -2,8 +2,8 @@
 
 Every ``rnnlab train TASK`` follows the same steps: read its data (the bundled set by default),
 split it with a seed, build vocabularies, build the model from the shared model options, train
-with the shared :class:`~rnnlab.training.Trainer`, then score the best checkpoint on the held-out
-test split and write ``test_metrics.json`` beside the checkpoints.
+with the shared :class:`~rnnlab.train.trainer.Trainer`, then score the best checkpoint on the
+held-out test split and write ``test_metrics.json`` beside the checkpoints.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import NamedTuple, TypeVar
 import torch
 from torch import nn
 
-from rnnlab.checkpoint import Checkpoint, load_model
 from rnnlab.cli.common import prepare_out_dir, trainer_config_from_args
+from rnnlab.core.registry import RecurrentConfig
 from rnnlab.errors import RnnlabError
-from rnnlab.registry import RecurrentConfig
-from rnnlab.training import Trainer, TrainResult
+from rnnlab.train.checkpoint import Checkpoint, load_model
+from rnnlab.train.trainer import Trainer, TrainResult
 
 T = TypeVar("T")
 

@@ -13,11 +13,11 @@ import importlib
 
 #: One module per task, each with ``register(commands, train)``.
 TASK_MODULES = (
-    "rnnlab.cli.task_classify",
-    "rnnlab.cli.task_tag",
-    "rnnlab.cli.task_seq2seq",
-    "rnnlab.cli.task_names",
-    "rnnlab.cli.task_caption",
+    "rnnlab.tasks.classify.task",
+    "rnnlab.tasks.tag.task",
+    "rnnlab.tasks.seq2seq.task",
+    "rnnlab.tasks.names.task",
+    "rnnlab.tasks.caption.task",
 )
 
 

@@ -1,0 +1,1 @@
+"""Analysis: diagnostics of trained models, the experiments, and the benchmark."""

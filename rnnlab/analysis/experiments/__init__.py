@@ -1,0 +1,94 @@
+"""Experiments that measure the lectures' claims, one module each, one command each.
+
+Every experiment module has ``DESCRIPTION``, ``SETTINGS`` (``"full"``, ``"quick"`` and ``"test"``
+configs: frozen dataclasses with a ``seeds`` field) and ``run(config, out_dir) -> Result``.
+:func:`run_experiment` runs one by name and writes ``results.json``, ``results.csv`` and its
+plots into ``out_dir``::
+
+    rnnlab experiment latch --quick --out runs/latch
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import shutil
+import time
+from pathlib import Path
+from types import ModuleType
+
+from rnnlab.analysis.experiments.results import Result, format_table, write
+from rnnlab.errors import RnnlabError
+
+#: name -> module (imported on use: each pulls in what only it needs).
+EXPERIMENTS: dict[str, str] = {
+    "latch": "rnnlab.analysis.experiments.latch",
+    "adding": "rnnlab.analysis.experiments.adding",
+    "copy": "rnnlab.analysis.experiments.copy",
+    "gradients": "rnnlab.analysis.experiments.gradients",
+    "clipping": "rnnlab.analysis.experiments.clipping",
+    "compare": "rnnlab.analysis.experiments.compare",
+    "regularizers": "rnnlab.analysis.experiments.regularizers",
+}
+
+
+def experiment_module(name: str) -> ModuleType:
+    if name not in EXPERIMENTS:
+        raise RnnlabError(f"unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}")
+    return importlib.import_module(EXPERIMENTS[name])
+
+
+def run_experiment(
+    name: str,
+    setting: str = "full",
+    out_dir: Path | str | None = None,
+    seeds: int | None = None,
+    fresh: bool = False,
+) -> Result:
+    """Run experiment ``name`` in ``setting``, write its results into ``out_dir`` and return them.
+
+    Args:
+        name: a key of :data:`EXPERIMENTS`.
+        setting: ``"full"`` (the documented run), ``"quick"`` (minutes) or ``"test"`` (seconds).
+        out_dir: where results and plots go (default ``runs/experiments/NAME``).
+        seeds: override the number of seeds.
+        fresh: recompute every unit; by default the units a previous run of the same
+            configuration finished (``out_dir/units``, see
+            :mod:`rnnlab.analysis.experiments.units`) are read back, so an interrupted run
+            continues where it stopped.
+    """
+    module = experiment_module(name)
+    if setting not in module.SETTINGS:
+        raise RnnlabError(
+            f"unknown setting {setting!r}; choose one of: {', '.join(module.SETTINGS)}"
+        )
+    config = module.SETTINGS[setting]
+    if seeds is not None:
+        if seeds < 1:
+            raise RnnlabError(f"--seeds must be a positive integer, got {seeds}")
+        config = dataclasses.replace(config, seeds=seeds)
+    out_dir = Path(out_dir) if out_dir is not None else Path("runs/experiments") / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if fresh and (out_dir / "units").is_dir():
+        shutil.rmtree(out_dir / "units")
+    start = time.perf_counter()
+    result = module.run(config, out_dir)
+    result.setting = setting
+    result.seconds = round(time.perf_counter() - start, 1)
+    write(result, out_dir)
+    return result
+
+
+def report(result: Result, out_dir: Path | str) -> str:
+    """The short text printed after a run: the table, the summary, where the files are."""
+    lines = [f"== {result.experiment} ({result.setting}, {result.seconds:.0f} s) =="]
+    lines.append(format_table(result.columns, result.rows))
+    for key, value in result.summary.items():
+        lines.append(f"{key}: {value}")
+    lines.extend(result.notes)
+    files = ", ".join(["results.json", "results.csv", *result.plots])
+    lines.append(f"wrote {files} in {out_dir}")
+    return "\n".join(lines)
+
+
+__all__ = ["EXPERIMENTS", "Result", "experiment_module", "report", "run_experiment"]

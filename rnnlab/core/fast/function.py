@@ -1,0 +1,173 @@
+"""The autograd Function around the C++ loop, and the table from cell classes to kernels.
+
+:func:`cell_spec` reads a cell's kind, recurrent parameters and layer-norm epsilons; the
+Function passes them with the projected inputs to ``torch.ops.rnnlab_fast.forward`` and
+hand-derived gradients come back from ``torch.ops.rnnlab_fast.backward``. Gradients are
+first-order only: a backward with ``create_graph=True`` raises a clear error (the saved
+activations are not differentiable); run the forward under :func:`rnnlab.core.fast.disabled` to
+differentiate twice through the reference loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx
+
+from rnnlab.core.cells import AdditiveCell, ElmanCell, GRUCell, LSTMCell, MinimalGRUCell, State
+from rnnlab.core.mut import MUT1Cell, MUT2Cell, MUT3Cell
+
+# Kinds as in kernels.h.
+ELMAN_TANH, ELMAN_RELU, ADDITIVE, MINIMAL_GRU, GRU_AFTER, GRU_BEFORE, LSTM, LSTM_NO_FORGET = range(
+    8
+)
+MUT1, MUT2, MUT3 = 8, 9, 10
+_LSTM_KINDS = (LSTM, LSTM_NO_FORGET)
+_GRU_KINDS = (GRU_AFTER, GRU_BEFORE)
+_MUT_KINDS = {MUT1Cell: MUT1, MUT2Cell: MUT2, MUT3Cell: MUT3}
+_DEFAULT_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """What the kernels need from a cell: its kind, W_hh, the optional parameters, epsilons."""
+
+    kind: int
+    weight_hh: Tensor
+    #: b_hh, g_hh, g_hn, p_i, p_f, p_o, g_c, b_c (None where the cell has none)
+    params: tuple[Tensor | None, ...]
+    eps: tuple[float, float, float]
+
+
+def _kind(cell: torch.nn.Module) -> int | None:
+    """The kernel for this exact cell class (subclasses may change the math: no kernel)."""
+    cls = type(cell)
+    if cls is ElmanCell:
+        return ELMAN_TANH if cell.nonlinearity == "tanh" else ELMAN_RELU
+    if cls is AdditiveCell:
+        return ADDITIVE
+    if cls is MinimalGRUCell:
+        return MINIMAL_GRU
+    if cls is GRUCell:
+        return GRU_AFTER if cell.reset == "after" else GRU_BEFORE
+    if cls is LSTMCell:
+        return LSTM if cell.forget_gate else LSTM_NO_FORGET
+    return _MUT_KINDS.get(cls)
+
+
+def cell_spec(cell: torch.nn.Module) -> CellSpec | None:
+    """The kernel inputs of ``cell``, or None if no kernel computes it."""
+    kind = _kind(cell)
+    if kind is None:
+        return None
+    if kind in _MUT_KINDS.values():
+        return _mut_spec(kind, cell)
+    ln_hh = cell.ln_hh
+    ln_hn = getattr(cell, "ln_hn", None)
+    ln_c = getattr(cell, "ln_cell", None)
+    peep = kind in _LSTM_KINDS and cell.peephole
+    params = (
+        cell.bias_hh,
+        ln_hh.weight if ln_hh is not None else None,
+        ln_hn.weight if ln_hn is not None else None,
+        cell.weight_ci if peep else None,
+        cell.weight_cf if peep else None,
+        cell.weight_co if peep else None,
+        ln_c.weight if ln_c is not None else None,
+        ln_c.bias if ln_c is not None else None,
+    )
+    eps = tuple(float(m.eps) if m is not None else _DEFAULT_EPS for m in (ln_hh, ln_hn, ln_c))
+    return CellSpec(kind, cell.weight_hh, params, eps)
+
+
+def _mut_spec(kind: int, cell: torch.nn.Module) -> CellSpec | None:
+    """MUT1-3: one gain vector, the recurrent groups' layer-norm gains concatenated in row order
+    (torch.cat is differentiable, so their gradients flow back through it)."""
+    norms = list(cell.ln_hh) if cell.ln_hh is not None else []
+    gain, eps = None, (_DEFAULT_EPS, _DEFAULT_EPS, _DEFAULT_EPS)
+    if norms:
+        if len({m.eps for m in norms[:-1]}) > 1:  # the kernel has one epsilon for the gate groups
+            return None
+        gain = torch.cat([m.weight for m in norms])
+        eps = (float(norms[0].eps), float(norms[-1].eps), _DEFAULT_EPS)
+    params = (cell.bias_hh, gain, None, None, None, None, None, None)
+    return CellSpec(kind, cell.weight_hh, params, eps)
+
+
+class _Scan(torch.autograd.Function):
+    """(xp, h0, c0, W_hh, *params) -> (outputs, h_T, c_T), loop and backward in C++."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        kind: int,
+        eps: tuple[float, float, float],
+        mask: Tensor | None,
+        save: bool,
+        xp: Tensor,
+        h0: Tensor,
+        c0: Tensor | None,
+        weight_hh: Tensor,
+        *params: Tensor | None,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        res = torch.ops.rnnlab_fast.forward(
+            kind, xp, h0, c0, weight_hh, list(params), list(eps), mask, save
+        )
+        lstm = kind in _LSTM_KINDS
+        out, h_T = res[0], res[1]
+        c_T = res[2] if lstm else None
+        if save:
+            ctx.kind, ctx.eps, ctx.mask = kind, eps, mask
+            ctx.n_saved = len(res) - (3 if lstm else 2)
+            ctx.save_for_backward(*res[3 if lstm else 2 :], h0, c0, weight_hh, *params)
+            ctx.set_materialize_grads(False)
+        return out, h_T, c_T
+
+    @staticmethod
+    def backward(
+        ctx: FunctionCtx, grad_out: Tensor | None, grad_h: Tensor | None, grad_c: Tensor | None
+    ) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative would be wrong
+            raise RuntimeError(
+                "rnnlab.core.fast computes first-order gradients only; for create_graph=True "
+                "(double backward) run the forward under `with rnnlab.core.fast.disabled():`"
+            )
+        tensors = ctx.saved_tensors
+        saved = list(tensors[: ctx.n_saved])
+        h0, c0, weight_hh, *params = tensors[ctx.n_saved :]
+        # Saved slots a configuration does not use come back as None; the kernel never reads them.
+        saved = [s if s is not None else h0.new_empty(0) for s in saved]
+        grads = torch.ops.rnnlab_fast.backward(
+            ctx.kind, saved, h0, c0, weight_hh, params, list(ctx.eps), ctx.mask,
+            grad_out, grad_h, grad_c,
+        )  # fmt: skip
+        if ctx.kind in _LSTM_KINDS:
+            dxp, dh0, dc0, dw, db, dg, dpi, dpf, dpo, dgc, dbc = grads
+            dparams = (db, dg, None, dpi, dpf, dpo, dgc, dbc)
+        elif ctx.kind in _GRU_KINDS:
+            dxp, dh0, dw, db, dg, dgn = grads
+            dc0, dparams = None, (db, dg, dgn, None, None, None, None, None)
+        else:
+            dxp, dh0, dw, db, dg = grads
+            dc0, dparams = None, (db, dg, None, None, None, None, None, None)
+        dparams = tuple(d if p is not None else None for d, p in zip(dparams, params))
+        return (None, None, None, None, dxp, dh0, dc0, dw, *dparams)
+
+
+def run(spec: CellSpec, xp: Tensor, state: State, mask: Tensor | None) -> tuple[Tensor, State]:
+    """One direction over time, as :func:`rnnlab.core.layers.scan` without ``keep_states``.
+
+    Args:
+        xp: (T, N, G*H) projected inputs; state: (N, H) or (h, c); mask: (T, N, 1) bool or None.
+    Returns:
+        ``(outputs (T, N, H), final state)``.
+    """
+    lstm = spec.kind in _LSTM_KINDS
+    h0, c0 = state if lstm else (state, None)
+    mask8 = None if mask is None else mask.reshape(mask.shape[0], mask.shape[1]).to(torch.uint8)
+    tensors = (xp, h0, c0, spec.weight_hh, *spec.params)
+    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    out, h_T, c_T = _Scan.apply(spec.kind, spec.eps, mask8, save, *tensors)
+    return out, ((h_T, c_T) if lstm else h_T)

@@ -1,0 +1,1 @@
+"""The caption task: its data, model and task object."""

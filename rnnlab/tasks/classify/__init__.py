@@ -1,0 +1,1 @@
+"""The classify task: its data, model and task object."""

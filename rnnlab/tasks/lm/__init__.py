@@ -1,0 +1,1 @@
+"""The lm task: its data, model and task object."""

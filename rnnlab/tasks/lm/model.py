@@ -1,0 +1,247 @@
+r"""A recurrent language model (char-RNN): predict the next token from all the previous ones.
+
+.. math::
+    x_t = E[w_t] \text{ (or one-hot)}, \quad h_t = \mathrm{RNN}(x_t, h_{t-1}), \quad
+    p(w_{t+1} \mid w_{\le t}) = \mathrm{softmax}(W h_t + b)
+
+Embedding -> dropout -> any rnnlab cell, stacked, dropout between layers -> dropout -> linear.
+Dropout sits on the non-recurrent connections only (Zaremba et al., 2014). The decoder can share
+the embedding's weights (Press & Wolf, 2017; Inan et al., 2017) when their sizes match.
+
+Training is truncated backpropagation through time over B parallel streams
+(:class:`~rnnlab.tasks.lm.data.StreamBatches`): :class:`TBPTTLoss` carries the state from one batch
+to the next, detached, and resets it at each epoch's start. :func:`make_evaluator` scores a
+validation text the same way, in nats per token.
+
+Shapes: N batch, T time, V vocabulary, E embedding size, H hidden size, L layers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from rnnlab.core.cells import State
+from rnnlab.core.registry import RecurrentConfig
+from rnnlab.errors import RnnlabError
+from rnnlab.tasks.decoding import sample_next
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """A language model's architecture (stored in checkpoints).
+
+    Args:
+        vocab_size: V.
+        cell: a cell name of :data:`rnnlab.core.registry.CELLS`.
+        hidden_size: H.
+        num_layers: L.
+        embedding_size: E; 0 feeds one-hot vectors (as taught) instead of an embedding.
+        dropout: between the recurrent layers, and (unless ``io_dropout`` is given) on the
+            embedding and before the decoder.
+        io_dropout: on the embedding and before the decoder, when it should differ from
+            ``dropout`` (None: ``dropout``; 0: only between layers, as ``torch.nn.LSTM(...,
+            dropout=p)`` alone gives).
+        layer_norm: layer-normalised cells.
+        forget_bias: initial LSTM forget-gate bias (None: the cell's default).
+        tie_weights: the decoder reuses the embedding matrix (needs E == H).
+    """
+
+    vocab_size: int
+    cell: str = "lstm"
+    hidden_size: int = 512
+    num_layers: int = 2
+    embedding_size: int = 128
+    dropout: float = 0.2
+    layer_norm: bool = False
+    forget_bias: float | None = None
+    tie_weights: bool = False
+    io_dropout: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 1:
+            raise RnnlabError(f"vocab_size must be >= 1, got {self.vocab_size}")
+        if self.embedding_size < 0:
+            raise RnnlabError(f"embedding_size must be >= 0, got {self.embedding_size}")
+        if self.tie_weights and self.embedding_size != self.hidden_size:
+            raise RnnlabError(
+                "tied weights need --embedding equal to --hidden, got "
+                f"{self.embedding_size} and {self.hidden_size}"
+            )
+
+    def recurrent(self) -> RecurrentConfig:
+        return RecurrentConfig(
+            cell=self.cell,
+            input_size=self.embedding_size or self.vocab_size,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            dropout=self.dropout if self.num_layers > 1 else 0.0,
+            layer_norm=self.layer_norm,
+            forget_bias=self.forget_bias,
+        )
+
+
+class RNNLM(nn.Module):
+    """The recurrent language model described by an :class:`LMConfig`.
+
+    ``forward(idx, targets=None, state=None)`` returns ``((logits, state), loss)``: the scores
+    (N, T, V), the state after the last step (to carry into the next window), and the mean
+    cross-entropy in nats per token (None without targets).
+
+    Example::
+
+        >>> model = RNNLM(LMConfig(vocab_size=65, hidden_size=64, num_layers=1))
+        >>> (logits, state), loss = model(torch.randint(65, (4, 20)), torch.randint(65, (4, 20)))
+        >>> logits.shape, float(loss) > 0
+        (torch.Size([4, 20, 65]), True)
+    """
+
+    def __init__(self, config: LMConfig) -> None:
+        super().__init__()
+        self.config = config
+        V, E, H = config.vocab_size, config.embedding_size, config.hidden_size
+        self.embedding = nn.Embedding(V, E) if E else None
+        io = config.dropout if config.io_dropout is None else config.io_dropout
+        self.drop = nn.Dropout(io)
+        self.rnn = config.recurrent().build(batch_first=True)
+        self.decoder = nn.Linear(H, V)
+        if config.tie_weights:
+            self.decoder.weight = self.embedding.weight
+
+    def forward(
+        self, idx: Tensor, targets: Tensor | None = None, state: State | None = None
+    ) -> tuple[tuple[Tensor, State], Tensor | None]:
+        if self.embedding is not None:
+            x = self.embedding(idx)  # (N, T, E)
+        else:
+            x = nn.functional.one_hot(idx, self.config.vocab_size).to(self.decoder.weight.dtype)
+        out, state = self.rnn(self.drop(x), state)  # (N, T, H)
+        logits = self.decoder(self.drop(out))  # (N, T, V)
+        loss = None
+        if targets is not None:
+            loss = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return (logits, state), loss
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prime: Tensor,
+        length: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[int]:
+        """Yield ``length`` token ids, one at a time, continuing the (P,) ids ``prime``.
+
+        The model runs in eval mode (no dropout) while generating.
+        """
+        if prime.dim() != 1 or len(prime) < 1:
+            raise RnnlabError("the prime must hold at least one token")
+        was_training = self.training
+        self.eval()
+        try:
+            device = self.decoder.weight.device
+            (logits, state), _ = self(prime.to(device).unsqueeze(0))
+            for _ in range(length):
+                token = sample_next(logits[:, -1], temperature, top_k, generator)  # (1,)
+                yield int(token)
+                (logits, state), _ = self(token.view(1, 1), state=state)
+        finally:
+            self.train(was_training)
+
+    def to_meta(self) -> dict:
+        return {"task": "lm", "model_config": asdict(self.config)}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> RNNLM:
+        return cls(LMConfig(**meta["model_config"]))
+
+
+def from_meta(meta: dict) -> RNNLM:
+    """Rebuild an :class:`RNNLM` from checkpoint meta (for :func:`rnnlab.tasks.build_model`)."""
+    return RNNLM.from_meta(meta)
+
+
+def _detach(state: State) -> State:
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+class TBPTTLoss:
+    """The trainer's ``loss_fn`` for truncated BPTT: carries the state across batches.
+
+    Batches are ``(inputs, targets, first)`` (see :class:`~rnnlab.tasks.lm.data.StreamBatches`); the
+    state is reset when ``first`` and detached after every batch, so gradients flow T steps back.
+    Its state is saved with checkpoints (``state_dict``), so a resumed run continues exactly.
+    """
+
+    def __init__(self) -> None:
+        self.state: State | None = None
+
+    def __call__(self, model: nn.Module, batch: tuple[Tensor, Tensor, bool]) -> tuple[Tensor, int]:
+        inputs, targets, first = batch
+        if first:
+            self.state = None
+        (_, state), loss = model(inputs, targets, self.state)
+        self.state = _detach(state)
+        return loss, inputs.numel()
+
+    def state_dict(self) -> dict:
+        if self.state is None:
+            return {}
+        parts = self.state if isinstance(self.state, tuple) else (self.state,)
+        return {"state": list(parts)}
+
+    def load_state_dict(self, d: dict) -> None:
+        parts = d.get("state")
+        if not parts:
+            self.state = None
+        else:
+            self.state = tuple(parts) if len(parts) == 2 else parts[0]
+
+
+def evaluate_lm(model: RNNLM, ids: Tensor, batch_size: int = 32, seq_len: int = 256) -> float:
+    """Mean cross-entropy (nats per token) of ``model`` on the token sequence ``ids``.
+
+    The text is read as ``batch_size`` contiguous streams (fewer for a very short text) with the
+    state carried across windows, so every token is scored with its full left context within
+    its stream.
+    """
+    from rnnlab.tasks.lm.data import StreamBatches
+
+    if len(ids) < 2:
+        raise RnnlabError(f"nothing to evaluate: {len(ids)} tokens (need 2 or more)")
+    batch_size = min(batch_size, len(ids) - 1)  # a short text: fewer streams
+    was_training = model.training
+    model.eval()
+    device = model.decoder.weight.device
+    total, count, state = 0.0, 0, None
+    with torch.no_grad():
+        for x, y, _ in StreamBatches(ids, batch_size, seq_len, keep_last=True):
+            (_, state), loss = model(x.to(device), y.to(device), state)
+            total += float(loss) * y.numel()
+            count += y.numel()
+    model.train(was_training)
+    return total / count
+
+
+def make_evaluator(
+    val_ids: Tensor, batch_size: int = 32, seq_len: int = 256
+) -> Callable[[nn.Module], dict[str, float]]:
+    """The trainer's ``evaluate``: validation loss (nats/token), bits per token, perplexity."""
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        loss = evaluate_lm(model, val_ids, batch_size, seq_len)
+        return {
+            "val_loss": loss,
+            "val_bpc": loss / math.log(2),
+            "val_ppl": math.exp(min(loss, 50.0)),
+        }
+
+    return evaluate
+
+
+__all__ = ["RNNLM", "LMConfig", "TBPTTLoss", "evaluate_lm", "from_meta", "make_evaluator"]

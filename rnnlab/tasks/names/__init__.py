@@ -1,0 +1,1 @@
+"""The names task: its data, model and task object."""

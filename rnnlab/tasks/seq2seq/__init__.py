@@ -1,0 +1,1 @@
+"""The seq2seq task: its data, model and task object."""

@@ -1,0 +1,1 @@
+"""The tag task: its data, model and task object."""

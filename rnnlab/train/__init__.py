@@ -1,0 +1,1 @@
+"""Training: the shared trainer, its config, checkpoints, run logs and regularisers."""

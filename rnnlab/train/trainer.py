@@ -1,0 +1,464 @@
+"""The model-agnostic trainer shared by every task.
+
+A loop that hides nothing: forward (through the task's ``loss_fn``), backward, clip, step, with
+the learning rate a pure function of training progress. Around it: periodic validation, the best
+checkpoint kept separately, early stopping, a wall-clock budget, a stop on NaN/Inf, and an exact
+``resume`` (weights, optimizer, RNG, position in the epoch, the loss function's carried state).
+
+What a task provides:
+
+* ``batches(epoch) -> Iterable[batch]``: the epoch's batches, a deterministic function of the
+  epoch (seed any shuffling with it) so that a resumed run sees the same batches.
+* ``loss_fn(model, batch) -> (loss, n_tokens)``: default ``output, loss = model(*batch)`` with
+  ``n_tokens`` the batch size. A loss function that carries state across batches (the language
+  model's truncated BPTT) exposes ``state_dict()`` / ``load_state_dict()`` (tensors and JSON
+  values) and it is checkpointed with the run.
+* ``evaluate(model) -> {"val_loss": ..., ...}``: called in eval mode under ``torch.no_grad()``.
+
+Files in ``out_dir``: ``last/`` and ``best/`` checkpoints, ``metrics.csv`` (training loss, learning
+rate, tokens/s), ``eval.csv`` (validation metrics), ``loss.png``, ``result.json`` (the
+:class:`TrainResult`), and ``tensorboard/`` if asked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rnnlab.errors import RnnlabError
+from rnnlab.train.checkpoint import (
+    atomic_write_text,
+    check_same_meta,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from rnnlab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig, lr_at, make_optimizer
+from rnnlab.train.regularizers import NormStabilizer
+from rnnlab.train.runlog import RunLog, plot_loss_curves
+
+
+class LossFn(Protocol):
+    def __call__(self, model: nn.Module, batch: Any) -> tuple[Tensor, int]: ...
+
+
+def default_loss_fn(model: nn.Module, batch: Any) -> tuple[Tensor, int]:
+    """``output, loss = model(*batch)``; tokens = the batch size (first dim of the first input)."""
+    batch = batch if isinstance(batch, (tuple, list)) else (batch,)
+    _, loss = model(*batch)
+    first = batch[0]
+    n = first.shape[0] if isinstance(first, Tensor) and first.dim() else 1
+    return loss, int(n)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple):
+        return tuple(_to_device(b, device) for b in batch)
+    if isinstance(batch, list):
+        return [_to_device(b, device) for b in batch]
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    steps: int
+    epochs_completed: int
+    elapsed: float
+    stopped: str  # "max_steps" | "max_epochs" | "time_budget" | "early_stopping" | "nan" | "done"
+    best_val_loss: float | None = None
+    best_step: int | None = None
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    train_loss: float | None = None
+    tokens_per_s: float | None = None
+    message: str = ""  # why training stopped, when it is an error (NaN/Inf)
+
+
+class Trainer:
+    """Trains ``model`` with ``config``; see the module docstring for the contract.
+
+    Args:
+        model: any ``nn.Module``, already on its device.
+        config: a :class:`TrainConfig`.
+        out_dir: where checkpoints, CSVs and plots go (None: nothing is written).
+        loss_fn: ``loss_fn(model, batch) -> (loss, n_tokens)``; see :func:`default_loss_fn`.
+        evaluate: ``evaluate(model) -> {"val_loss": ..., ...}`` (None: no validation; the last
+            checkpoint is still written every ``eval_every`` steps).
+        meta: JSON-serialisable, saved with every checkpoint (``task``, ``model_config``, ...).
+        resume: continue the run in ``out_dir/last`` exactly where it stopped.
+
+    Example::
+
+        trainer = Trainer(model, TrainConfig(max_steps=1000), Path("runs/x"), evaluate=val)
+        result = trainer.fit(lambda epoch: loader(epoch))
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        out_dir: Path | str | None = None,
+        loss_fn: LossFn | None = None,
+        evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
+        meta: dict | None = None,
+        resume: bool = False,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.loss_fn = loss_fn or default_loss_fn
+        self.evaluate = evaluate
+        self.meta = dict(meta or {})
+        self.resume = resume
+        if resume and self.out_dir is None:
+            raise RnnlabError("resume needs an output directory")
+        self.device = next(model.parameters()).device
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.params, config)
+        self.stabilizer: NormStabilizer | None = None
+        self.log = RunLog(None)
+        # the run's position and record: all of it is checkpointed
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.elapsed = 0.0  # seconds of training and validation, across resumes
+        self.best_val: float | None = None
+        self.best_step: int | None = None
+        self.bad_evals = 0
+        self.last_metrics: dict[str, float] = {}
+        self.steps_per_epoch: int | None = None
+
+    # -- progress and schedule ---------------------------------------------------------
+    def progress(self) -> float | None:
+        """Fraction of the run done: the largest of the step, epoch and time fractions."""
+        c = self.config
+        fractions = []
+        if c.max_steps:
+            fractions.append(self.step / c.max_steps)
+        if c.max_epochs and self.steps_per_epoch:
+            fractions.append(self.step / (c.max_epochs * self.steps_per_epoch))
+        if c.time_budget:
+            fractions.append(self.elapsed / c.time_budget)
+        return max(fractions) if fractions else None
+
+    def _check_horizon(self) -> None:
+        c = self.config
+        if c.schedule == "constant":
+            return
+        if not (c.max_steps or c.time_budget or (c.max_epochs and self.steps_per_epoch)):
+            raise RnnlabError(
+                f"schedule {c.schedule!r} needs a length to decay over: give max_steps, a time "
+                "budget, or max_epochs with batches that have a len()"
+            )
+
+    def _stop_reason(self) -> str | None:
+        c = self.config
+        if c.max_steps and self.step >= c.max_steps:
+            return "max_steps"
+        if c.time_budget and self.elapsed >= c.time_budget:
+            return "time_budget"
+        if c.max_epochs and self.epoch >= c.max_epochs:
+            return "max_epochs"
+        return None
+
+    # -- state -------------------------------------------------------------------------
+    def training_state(self) -> dict:
+        """Everything besides the weights that an exact resume needs."""
+        state = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "elapsed": self.elapsed,
+            "best_val": self.best_val,
+            "best_step": self.best_step,
+            "bad_evals": self.bad_evals,
+            "last_metrics": self.last_metrics,
+            "train_config": asdict(self.config),
+            "rng": rng_state(),
+        }
+        if hasattr(self.loss_fn, "state_dict"):
+            state["loss_fn"] = self.loss_fn.state_dict()
+        return state
+
+    def _save(self, name: str, with_state: bool) -> None:
+        if self.out_dir is None:
+            return
+        if with_state:
+            state, optimizer = self.training_state(), self.optimizer
+        else:
+            state, optimizer = {"step": self.step, "metrics": self.last_metrics}, None
+        save_checkpoint(self.out_dir / name, self.model, self.meta, state, optimizer)
+
+    def _load(self) -> None:
+        assert self.out_dir is not None
+        ckpt = load_checkpoint(self.out_dir, prefer="last")
+        s = ckpt.training_state
+        if s is None or "rng" not in s:
+            raise RnnlabError(f"cannot resume from {ckpt.path}: it holds no training state")
+        check_same_meta(ckpt.meta, self.meta, ckpt.path)
+        saved = s.get("train_config", {}).get("optimizer")
+        if saved != self.config.optimizer:
+            raise RnnlabError(
+                f"cannot resume {ckpt.path} with optimizer {self.config.optimizer!r}: it was "
+                f"trained with {saved!r} (its state would not carry over)"
+            )
+        try:
+            self.model.load_state_dict(ckpt.state_dict)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise RnnlabError(f"cannot resume from {ckpt.path}: {first}") from None
+        self.optimizer.load_state_dict(s["optimizer"])
+        for key in ("step", "epoch", "batch_in_epoch", "elapsed", "best_val", "best_step"):
+            setattr(self, key, s[key])
+        self.bad_evals = s["bad_evals"]
+        self.last_metrics = s["last_metrics"]
+        if "loss_fn" in s and hasattr(self.loss_fn, "load_state_dict"):
+            self.loss_fn.load_state_dict(_to_device(s["loss_fn"], self.device))
+        set_rng_state(s["rng"])
+
+    # -- one step, one validation ------------------------------------------------------
+    def train_step(self, batch: Any) -> tuple[float, int, float | None] | None:
+        """One optimizer step on ``batch``: (loss, tokens, grad norm), or None on NaN/Inf."""
+        c = self.config
+        lr = lr_at(self.step, c, self.progress())
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss, n_tokens = self.loss_fn(self.model, _to_device(batch, self.device))
+        total = loss
+        if self.stabilizer is not None:
+            penalty = self.stabilizer.penalty()
+            if penalty is not None:
+                total = loss + penalty
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = None
+        if c.clip_norm:
+            grad_norm = float(nn.utils.clip_grad_norm_(self.params, c.clip_norm))
+            if not math.isfinite(grad_norm):
+                return None
+        self.optimizer.step()
+        self.step += 1
+        return loss_value, n_tokens, grad_norm
+
+    def validate(self) -> bool:
+        """Validate, record, checkpoint (best and last); True if early stopping says stop."""
+        metrics: dict[str, float] = {}
+        if self.evaluate is not None:
+            was_training = self.model.training
+            self.model.eval()
+            with torch.no_grad():
+                metrics = {k: float(v) for k, v in self.evaluate(self.model).items()}
+            self.model.train(was_training)
+            if "val_loss" not in metrics:
+                raise RnnlabError("evaluate() must return a dict with 'val_loss'")
+        self.last_metrics = metrics
+        improved = False
+        if metrics:
+            val = metrics["val_loss"]
+            self.log.eval(
+                {"step": self.step, "epoch": self.epoch, "elapsed_s": round(self.elapsed, 2)}
+                | metrics
+            )
+            if math.isfinite(val) and (self.best_val is None or val < self.best_val):
+                self.best_val, self.best_step, self.bad_evals = val, self.step, 0
+                improved = True
+            else:
+                self.bad_evals += 1
+        if improved:
+            self._save("best", with_state=False)
+        self._save("last", with_state=True)
+        self.log.plot()
+        patience = self.config.patience
+        return bool(patience and self.bad_evals >= patience)
+
+    # -- the loop ----------------------------------------------------------------------
+    def fit(self, batches: Callable[[int], Iterable[Any]]) -> TrainResult:
+        """Train until a limit (steps, epochs, time), early stopping, or a NaN/Inf loss."""
+        c = self.config
+        if not (c.max_steps or c.max_epochs or c.time_budget):
+            raise RnnlabError("give a limit: max_steps, max_epochs or a time budget")
+        if self.resume:
+            self._load()
+        else:
+            torch.manual_seed(c.seed)
+            np.random.seed(c.seed % 2**32)
+            random.seed(c.seed)
+        try:
+            self.steps_per_epoch = len(batches(self.epoch))  # type: ignore[arg-type]
+        except TypeError:
+            self.steps_per_epoch = None
+        self._check_horizon()
+        self.log = RunLog(self.out_dir, self.step if self.resume else None, c.tensorboard)
+        if c.norm_stabilizer:
+            self.stabilizer = NormStabilizer(self.model, c.norm_stabilizer)
+        bar = _progress_bar(c, self.step)
+        meter = _Meter()
+        stopped = self._stop_reason()
+        evaluated_at = None
+        self.model.train()
+        mark = time.perf_counter()
+        try:
+            while stopped is None:
+                for i, batch in enumerate(batches(self.epoch)):
+                    if i < self.batch_in_epoch:
+                        mark = time.perf_counter()
+                        continue  # resumed inside this epoch: skip what was already trained
+                    outcome = self.train_step(batch)
+                    if outcome is None:
+                        stopped = "nan"
+                        break
+                    self.batch_in_epoch = i + 1
+                    now = time.perf_counter()
+                    dt, mark = now - mark, now  # this step, its batch included
+                    self.elapsed += dt
+                    meter.add(outcome[0], outcome[1], dt)
+                    if self.step % c.log_every == 0:
+                        self._log_train(meter, outcome[2], bar)
+                    if bar is not None:
+                        bar.update(1)
+                    stopped = self._stop_reason()
+                    if self.step % c.eval_every == 0 or stopped is not None:
+                        if self.validate():
+                            stopped = stopped or "early_stopping"
+                        evaluated_at = self.step
+                        now = time.perf_counter()
+                        self.elapsed += now - mark  # validation counts against the budget
+                        mark = now
+                        stopped = stopped or self._stop_reason()
+                    if stopped is not None:
+                        break
+                else:
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+                    stopped = self._stop_reason()
+            if stopped == "max_epochs" and evaluated_at != self.step:
+                self.validate()
+        finally:
+            if bar is not None:
+                bar.close()
+            if self.stabilizer is not None:
+                self.stabilizer.remove()
+                self.stabilizer = None
+            self.log.close()
+        return self._result(stopped, meter)
+
+    def _log_train(self, meter: _Meter, grad_norm: float | None, bar: Any) -> None:
+        row = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "elapsed_s": round(self.elapsed, 2),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": meter.window_loss(),
+            "tokens_per_s": meter.window_rate(),
+            "grad_norm": grad_norm if grad_norm is not None else "",
+        }
+        meter.reset_window()
+        self.log.train(row)
+        if bar is not None:
+            shown = {"loss": f"{row['train_loss']:.3f}", "tok/s": f"{row['tokens_per_s']:.0f}"}
+            if "val_loss" in self.last_metrics:
+                shown["val"] = f"{self.last_metrics['val_loss']:.3f}"
+            bar.set_postfix(shown, refresh=False)
+
+    def _result(self, stopped: str | None, meter: _Meter) -> TrainResult:
+        message = ""
+        if stopped == "nan":
+            where = f"; the last good checkpoint is kept in {self.out_dir / 'last'}"
+            message = (
+                f"training stopped at step {self.step}: the loss or gradient is NaN/Inf"
+                f" (try a lower learning rate or clipping){where if self.out_dir else ''}"
+            )
+        result = TrainResult(
+            steps=self.step,
+            epochs_completed=self.epoch,
+            elapsed=self.elapsed,
+            stopped=stopped or "done",
+            best_val_loss=self.best_val,
+            best_step=self.best_step,
+            final_metrics=self.last_metrics,
+            train_loss=meter.last_loss,
+            tokens_per_s=meter.total_rate(),
+            message=message,
+        )
+        if self.out_dir is not None:
+            atomic_write_text(self.out_dir / "result.json", json.dumps(asdict(result), indent=2))
+        return result
+
+
+class _Meter:
+    """Running sums for the logged window and the whole run (loss, tokens, seconds)."""
+
+    def __init__(self) -> None:
+        self.last_loss: float | None = None
+        self.tokens = self.seconds = 0.0
+        self.reset_window()
+
+    def reset_window(self) -> None:
+        self.w_loss, self.w_steps, self.w_tokens, self.w_seconds = 0.0, 0, 0, 0.0
+
+    def add(self, loss: float, tokens: int, seconds: float) -> None:
+        self.last_loss = loss
+        self.w_loss += loss
+        self.w_steps += 1
+        self.w_tokens += tokens
+        self.w_seconds += seconds
+        self.tokens += tokens
+        self.seconds += seconds
+
+    def window_loss(self) -> float:
+        return self.w_loss / max(self.w_steps, 1)
+
+    def window_rate(self) -> float:
+        return self.w_tokens / max(self.w_seconds, 1e-9)
+
+    def total_rate(self) -> float | None:
+        return self.tokens / self.seconds if self.seconds else None
+
+
+def _progress_bar(config: TrainConfig, initial: int) -> Any:
+    if not config.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=config.max_steps,
+        initial=initial,
+        unit="step",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=False,
+    )
+
+
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "NormStabilizer",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "default_loss_fn",
+    "lr_at",
+    "make_optimizer",
+    "plot_loss_curves",
+]
