@@ -62,7 +62,8 @@ class BenchConfig:
     memory: bool = True
     models: tuple[str, ...] | None = None
     seed: int = 0
-    #: False runs everything as if rnnlab had no fast path (the "before" figures).
+    #: False runs everything as if rnnlab had no fast path (the "before" figures); rnnlab's
+    #: layers are built with backend "torch" where it can run them, else "reference".
     fast: bool = True
 
 
@@ -151,10 +152,10 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
             f"repeats must be >= 1 and warmup >= 0, got {config.repeats}, {config.warmup}"
         )
     threads = config.threads or torch.get_num_threads()
-    table = resolve_models(config.models)
+    table = resolve_models(config.models, fast=config.fast)
     fast_ok = fast.is_available()  # builds the kernels once, before anything is timed
     results: list[Measurement] = []
-    with _threads(threads), contextlib.nullcontext() if config.fast else fast.disabled():
+    with _threads(threads):
         peak = measure_gemm_peak()
         for shape in config.grid:
             torch.manual_seed(config.seed)
@@ -290,14 +291,13 @@ def _peak_memory_main(argv: list[str]) -> None:
     libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD: big buffers are mmapped, freed for real
     if fast.is_available():
         fast.set_cache_limit(0)  # the same: the call's own buffers count, not the warm-up's
-    factory = factory_of(name, models())
+    factory = factory_of(name, models(fast=use_fast == "1"))
     if factory is None:
         raise SystemExit(f"unknown model {name}")
-    with contextlib.nullcontext() if use_fast == "1" else fast.disabled():
-        torch.manual_seed(int(seed))
-        case = _Case(name, factory, (int(N), int(T), int(H)))
-        case.forward_backward()  # warm-up: thread pools, GEMM buffers, the fast path's load
-        print(peak_memory(case.forward_backward, libc))
+    torch.manual_seed(int(seed))
+    case = _Case(name, factory, (int(N), int(T), int(H)))
+    case.forward_backward()  # warm-up: thread pools, GEMM buffers, the fast path's load
+    print(peak_memory(case.forward_backward, libc))
 
 
 def _cpu_name() -> str:

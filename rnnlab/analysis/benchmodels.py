@@ -1,7 +1,11 @@
 """The models ``rnnlab bench`` compares: torch.nn's fused layers, rnnlab.nn's drop-ins, every
 variant cell through :class:`~rnnlab.core.layers.Recurrent`, a naive Python-loop LSTM, and any
 variant on its own reference loop (``loop:VARIANT``); which implementation runs each, and the
-GEMM work per token."""
+GEMM work per token.
+
+Every rnnlab model is built with an explicit backend: ``"auto"`` normally; with ``fast=False``
+("as if rnnlab had no fast path") torch's kernel where it can run the model, else the
+reference loop."""
 
 from __future__ import annotations
 
@@ -12,7 +16,6 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab import nn as rnn_nn
-from rnnlab.core import fast
 from rnnlab.core.layers import Recurrent
 from rnnlab.core.registry import CELLS, cell_factory
 from rnnlab.errors import RnnlabError
@@ -52,32 +55,41 @@ class NaiveLSTM(nn.Module):
 
 class ReferenceLoop(nn.Module):
     """A variant run by rnnlab's readable reference loop (the cell's per-step Python code with
-    autograd, as without rnnlab.core.fast): the same cell written as a plain Python loop, the way a
-    user would write it without rnnlab. Bench name ``loop:NAME`` for any variant ``NAME``."""
+    autograd): the same cell written as a plain Python loop, the way a user would write it
+    without rnnlab. Bench name ``loop:NAME`` for any variant ``NAME``.
+
+    Args:
+        inner: the variant's layer, built with ``backend="reference"``.
+    """
 
     def __init__(self, inner: Recurrent) -> None:
         super().__init__()
+        if inner.backend != "reference":
+            raise ValueError(
+                f"the inner layer must have backend='reference', got {inner.backend!r}"
+            )
         self.inner = inner
-        inner._kernel_mode = lambda x: None  # no torch kernel either (elman-relu has one)
 
     def forward(self, x: Tensor) -> tuple[Tensor, object]:
-        with fast.disabled():
-            return self.inner(x)
+        return self.inner(x)
 
 
 LOOP_PREFIX = "loop:"
+#: A factory of one of rnnlab's layers: (hidden size, backend) -> layer.
+LayerFactory = Callable[[int, str], Recurrent]
 
 
-def _recurrent(cell: str, layer_norm: bool, size: int) -> nn.Module:
-    return Recurrent(cell_factory(cell, layer_norm=layer_norm), size, size, batch_first=False)
+def _recurrent(cell: str, layer_norm: bool, size: int, backend: str) -> Recurrent:
+    factory = cell_factory(cell, layer_norm=layer_norm)
+    return Recurrent(factory, size, size, batch_first=False, backend=backend)
 
 
-def _variants() -> dict[str, Callable[[int], nn.Module]]:
+def _variants() -> dict[str, LayerFactory]:
     """Every registered cell but those rnnlab.nn's LSTM, GRU and RNN already are, and the
     layer-norm versions."""
-    table: dict[str, Callable[[int], nn.Module]] = {}
+    table: dict[str, LayerFactory] = {}
     for name, factory in CELLS.items():
-        if factory(1, 1).torch_kernel_mode() not in ("LSTM", "GRU", "RNN_TANH"):
+        if factory(1, 1).torch_kernel() not in ("LSTM", "GRU", "RNN_TANH"):
             table[name] = partial(_recurrent, name, False)
     for name in CELLS:
         if name in _LAYER_NORM_CELLS:
@@ -88,21 +100,48 @@ def _variants() -> dict[str, Callable[[int], nn.Module]]:
 _LAYER_NORM_CELLS = ("lstm", "peephole", "gru", "gru-before", "minimal-gru", "elman", "additive")
 
 
-def models() -> dict[str, Callable[[int], nn.Module]]:
+def _rnnlab_layers() -> dict[str, LayerFactory]:
+    """rnnlab's drop-ins in standard configuration, then every variant."""
+    table: dict[str, LayerFactory] = {
+        "rnnlab.nn.LSTM": lambda h, backend: rnn_nn.LSTM(h, h, backend=backend),
+        "rnnlab.nn.GRU": lambda h, backend: rnn_nn.GRU(h, h, backend=backend),
+        "rnnlab.nn.RNN": lambda h, backend: rnn_nn.RNN(h, h, backend=backend),
+    }
+    table.update(_variants())
+    return table
+
+
+def build_layer(factory: LayerFactory, hidden: int, fast: bool = True) -> Recurrent:
+    """One of rnnlab's layers; ``fast=False``: as if rnnlab had no fast path (torch's kernel
+    where the layer can run on it, else the reference loop), with the same weights."""
+    if fast:
+        return factory(hidden, "auto")
+    rng = torch.get_rng_state()
+    layer = factory(hidden, "torch")
+    try:
+        layer.backend_for(torch.zeros(1, 1, hidden))
+    except RnnlabError:  # no torch kernel for it: rebuild from the same seed on the reference
+        torch.set_rng_state(rng)
+        layer = factory(hidden, "reference")
+    return layer
+
+
+def models(fast: bool = True) -> dict[str, Callable[[int], nn.Module]]:
     """Name -> factory(hidden size) of a one-layer, time-major module ``(T, N, H) -> (out, state)``.
 
     torch.nn's three fused layers, rnnlab.nn's drop-ins in standard configuration, every variant
     cell through :class:`~rnnlab.core.layers.Recurrent`, and :class:`NaiveLSTM`.
+
+    Args:
+        fast: False builds rnnlab's layers as if rnnlab had no fast path (:func:`build_layer`).
     """
     table: dict[str, Callable[[int], nn.Module]] = {
         "torch.nn.LSTM": lambda h: nn.LSTM(h, h),
         "torch.nn.GRU": lambda h: nn.GRU(h, h),
         "torch.nn.RNN": lambda h: nn.RNN(h, h),
-        "rnnlab.nn.LSTM": lambda h: rnn_nn.LSTM(h, h),
-        "rnnlab.nn.GRU": lambda h: rnn_nn.GRU(h, h),
-        "rnnlab.nn.RNN": lambda h: rnn_nn.RNN(h, h),
     }
-    table.update(_variants())
+    for name, factory in _rnnlab_layers().items():
+        table[name] = partial(build_layer, factory, fast=fast)
     table["naive-lstm"] = lambda h: NaiveLSTM(h, h)
     return table
 
@@ -112,13 +151,10 @@ def execution_path(model: nn.Module, x: Tensor) -> str:
     if isinstance(model, NaiveLSTM):
         return "python-loop"
     if isinstance(model, ReferenceLoop):
-        return "reference"
+        model = model.inner
     if not isinstance(model, Recurrent):
         return "torch"
-    if model._kernel_mode(x) is not None:
-        return "torch"
-    ok = all(fast.supports(cell, x.new_empty(1, 1, 1)) for cell in model.cells)
-    return "fast" if ok else "reference"
+    return model.backend_for(x)
 
 
 def gemm_flops_per_token(model: nn.Module) -> int:
@@ -133,16 +169,20 @@ def gemm_flops_per_token(model: nn.Module) -> int:
 
 def factory_of(name: str, table: dict[str, Callable[[int], nn.Module]]) -> Callable | None:
     """The factory of a model name: one of ``table`` or ``loop:VARIANT``; None if unknown."""
-    if name.startswith(LOOP_PREFIX) and name[len(LOOP_PREFIX) :] in _variants():
-        inner = table[name[len(LOOP_PREFIX) :]]
-        return lambda h: ReferenceLoop(inner(h))
+    variants = _variants()
+    if name.startswith(LOOP_PREFIX) and name[len(LOOP_PREFIX) :] in variants:
+        inner = variants[name[len(LOOP_PREFIX) :]]
+        return lambda h: ReferenceLoop(inner(h, "reference"))
     return table.get(name)
 
 
-def resolve_models(names: tuple[str, ...] | None) -> dict[str, Callable[[int], nn.Module]]:
+def resolve_models(
+    names: tuple[str, ...] | None, fast: bool = True
+) -> dict[str, Callable[[int], nn.Module]]:
     """Name -> factory of the models to run: all of :func:`models` for None, else the given
-    names (each of :func:`models` or ``loop:VARIANT``) after the baseline."""
-    table = models()
+    names (each of :func:`models` or ``loop:VARIANT``) after the baseline; ``fast`` as
+    :func:`models`."""
+    table = models(fast)
     if names is None:
         return table
     chosen = [BASELINE, *[n for n in names if n != BASELINE]]
@@ -161,6 +201,7 @@ __all__ = [
     "LOOP_PREFIX",
     "NaiveLSTM",
     "ReferenceLoop",
+    "build_layer",
     "execution_path",
     "factory_of",
     "gemm_flops_per_token",

@@ -3,9 +3,10 @@
 Everything here works on a model that contains :class:`~rnnlab.core.layers.Recurrent` layers (or is
 one): :func:`record` runs the model once with every cell's steps recorded (the projected
 inputs, the state entering each step, the gates) and, for :func:`gradient_flow`, with a zero
-perturbation added to the state after every step, whose gradient is ``dL/ds_k``. While
-recording, each ``Recurrent`` runs its readable reference loop (:func:`rnnlab.core.layers.scan`),
-not torch's kernels nor :mod:`rnnlab.core.fast`, which compute the same.
+perturbation added to the state after every step, whose gradient is ``dL/ds_k``. It records
+through step hooks (:meth:`Recurrent.register_step_hook`), so while recording each
+``Recurrent`` runs its readable reference loop (:func:`rnnlab.core.layers.scan`), not torch's
+kernels nor :mod:`rnnlab.core.fast`, which compute the same.
 
 Results are plain data (numpy arrays in small frozen dataclasses); ``plot_*`` write PNGs.
 
@@ -39,9 +40,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnlab.core import fast
-from rnnlab.core.cells import RecurrentCell, State
-from rnnlab.core.layers import Recurrent
+from rnnlab.core.cells import RecurrentCell
+from rnnlab.core.layers import Recurrent, StepHook
+from rnnlab.core.state import (
+    State,
+    detach_state,
+    flatten_state,
+    hidden_part,
+    map_state,
+    state_parts,
+    unflatten_state,
+)
 
 #: A gate value below LOW or above HIGH counts as saturated (tanh gates: |value| above HIGH).
 LOW, HIGH = 0.1, 0.9
@@ -70,37 +79,36 @@ class CellTrace:
     perturbations: list[tuple[Tensor, ...]] = field(default_factory=list)
 
 
-def _detach(state: State) -> State:
-    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+def _recording_hook(
+    traces: dict[tuple[int, int], CellTrace], gates: bool, perturb: bool
+) -> StepHook:
+    """A step hook filling the trace of each (layer, direction)."""
 
-
-def _recording_step(
-    trace: CellTrace, gates: bool, perturb: bool
-) -> Callable[[Tensor, State], tuple[Tensor, State]]:
-    cell = trace.cell
-
-    def step(xp: Tensor, state: State) -> tuple[Tensor, State]:
-        # _gates is the cell's whole step (``step`` drops the gates dict), so recording
-        # computes exactly what the unrecorded run would.
-        h, new_state, gate_values = cell._gates(xp, state)
+    def hook(
+        layer: int,
+        direction: int,
+        t: int,
+        xp: Tensor,
+        state: State,
+        h: Tensor,
+        new_state: State,
+        gate_values: dict[str, Tensor],
+    ) -> tuple[Tensor, State] | None:
+        trace = traces[(layer, direction)]
         trace.inputs.append(xp.detach())
-        trace.states.append(_detach(state))
+        trace.states.append(detach_state(state))
         if gates:
             trace.gates.append({k: v.detach() for k, v in gate_values.items()})
-        if perturb:
-            parts = new_state if isinstance(new_state, tuple) else (new_state,)
-            eps = tuple(torch.zeros_like(p, requires_grad=True) for p in parts)
-            moved = tuple(p + e for p, e in zip(parts, eps))
-            trace.perturbations.append(eps)
-            h = moved[0] if h is parts[0] else h  # the output is the state's h: move it too
-            new_state = moved if isinstance(new_state, tuple) else moved[0]
-        return h, new_state
+        if not perturb:
+            return None
+        eps = map_state(lambda p: torch.zeros_like(p, requires_grad=True), new_state)
+        moved = map_state(torch.add, new_state, eps)
+        trace.perturbations.append(state_parts(eps))
+        # the output is the state's h: move it too
+        h = hidden_part(moved) if h is hidden_part(new_state) else h
+        return h, moved
 
-    return step
-
-
-def _no_kernel(x: Tensor) -> None:
-    return None
+    return hook
 
 
 @contextmanager
@@ -124,27 +132,21 @@ def record(
             f"the model ({type(model).__name__}) contains no rnnlab.core.layers.Recurrent to record"
         )
     traces: list[CellTrace] = []
-    patched: list[tuple[nn.Module, str]] = []
+    handles = []
     try:
         for module_name, rnn in rnns:
-            # torch's fused kernels and rnnlab.core.fast never call the cells' steps: make the layer
-            # take its reference loop (rnnlab.core.fast is disabled around the yield below).
-            rnn._kernel_mode = _no_kernel
-            patched.append((rnn, "_kernel_mode"))
             prefix = f"{module_name}." if module_name and len(rnns) > 1 else ""
+            by_cell: dict[tuple[int, int], CellTrace] = {}
             for layer in range(rnn.num_layers):
                 for d in range(rnn.num_directions):
-                    cell = rnn.cell_at(layer, d)
                     name = f"{prefix}layer{layer}" + (".reverse" if d else "")
-                    trace = CellTrace(name, cell)
-                    cell.step = _recording_step(trace, gates, perturb)
-                    patched.append((cell, "step"))
-                    traces.append(trace)
-        with fast.disabled():
-            yield traces
+                    by_cell[(layer, d)] = CellTrace(name, rnn.cell_at(layer, d))
+                    traces.append(by_cell[(layer, d)])
+            handles.append(rnn.register_step_hook(_recording_hook(by_cell, gates, perturb)))
+        yield traces
     finally:
-        for module, attr in patched:
-            module.__dict__.pop(attr, None)
+        for handle in handles:
+            handle.remove()
 
 
 # -- gradient flow ------------------------------------------------------------------------
@@ -168,7 +170,7 @@ class GradientFlow:
 
     @property
     def by_lag(self) -> np.ndarray:
-        """(loss_step + 1,) the norms ordered by lag: ``by_lag[j] = ||dL/ds_{t-j}||``."""
+        """(loss_step + 1,) the norms ordered by lag; ``by_lag[j] = ||dL/ds_{t-j}||``."""
         return self.norms[: self.loss_step + 1][::-1].copy()
 
     def at_lag(self, lag: int) -> float:
@@ -234,10 +236,6 @@ class JacobianSpectrum:
     product: np.ndarray
 
 
-def _flatten(state: State) -> Tensor:
-    return torch.cat(state, dim=-1) if isinstance(state, tuple) else state
-
-
 def step_jacobians(cell: RecurrentCell, inputs: list[Tensor], states: list[State]) -> Tensor:
     """``ds_t/ds_{t-1}`` at every step of one sequence: (T, S, S), float64.
 
@@ -246,16 +244,13 @@ def step_jacobians(cell: RecurrentCell, inputs: list[Tensor], states: list[State
         inputs: per step, the projected input (1, G*H) (``cell.input_projection(x_t)``).
         states: per step, the state entering it ((1, H) or a pair).
     """
-    H = cell.hidden_size
     jacobians = []
     for xp, state in zip(inputs, states):
-        pair = isinstance(state, tuple)
 
-        def f(s: Tensor, xp: Tensor = xp, pair: bool = pair) -> Tensor:
-            s_in = (s[:, :H], s[:, H:]) if pair else s
-            return _flatten(cell._gates(xp, s_in)[1])[0]
+        def f(s: Tensor, xp: Tensor = xp, like: State = state) -> Tensor:
+            return flatten_state(cell._gates(xp, unflatten_state(s, like))[1])[0]
 
-        s0 = _flatten(state).detach()
+        s0 = flatten_state(state).detach()
         jac = torch.autograd.functional.jacobian(f, s0, vectorize=True)  # (S, 1, S)
         jacobians.append(jac[:, 0].double())
     return torch.stack(jacobians)
@@ -289,12 +284,7 @@ def jacobian_spectrum(
     out = {}
     for trace in traces:
         inputs = [xp[example : example + 1] for xp in trace.inputs]
-        states = [
-            tuple(p[example : example + 1] for p in s)
-            if isinstance(s, tuple)
-            else s[example : example + 1]
-            for s in trace.states
-        ]
+        states = [map_state(lambda p: p[example : example + 1], s) for s in trace.states]
         with torch.enable_grad():
             out[trace.name] = spectrum(step_jacobians(trace.cell, inputs, states))
     return out
@@ -335,7 +325,8 @@ def gate_statistics(
         for g, values in gates.items():  # (N, T, H)
             if lengths is not None:
                 T = values.shape[1]
-                valid = torch.arange(T).unsqueeze(0) < torch.as_tensor(lengths).unsqueeze(1)
+                steps = torch.arange(T, device=values.device).unsqueeze(0)  # (1, T)
+                valid = steps < torch.as_tensor(lengths, device=values.device).unsqueeze(1)
                 values = values[valid]  # (valid steps, H)
             v = values.double()
             if bool((v < 0).any()):

@@ -21,19 +21,56 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-State = Tensor | tuple[Tensor, Tensor]
+from rnnlab.core.kernels import Kernel
+from rnnlab.core.state import State
+
 CellFactory = Callable[..., "RecurrentCell"]
+
+#: Methods that define a cell's math: a subclass overriding one of them without declaring its
+#: own ``kernel``/``torch_kernel`` may compute something else, so it gets no fused kernel.
+_MATH_METHODS = (
+    "_gates",
+    "step",
+    "weights",
+    "input_projection",
+    "recurrent",
+    "recurrent_projection",
+)
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The parameters a cell needs, declared from its options; the base class creates them.
+
+    Attributes:
+        gates: names of the blocks of ``weight_ih`` (G*H, D) and ``bias_ih``, in order.
+        recurrent: block counts of the recurrent groups, in order: ``weight_hh`` has
+            ``sum(recurrent) * H`` rows (and ``bias_hh`` as many); each group is one GEMM on its
+            own vector, with its own layer norm (``ln_hh``, or ``ln_hh[g]`` for several groups).
+        peepholes: names of (H,) diagonal parameters (the LSTM's ``weight_ci`` ...).
+        cell_norm: with ``layer_norm``, also ``ln_cell``, a LayerNorm(H) with bias (the LSTM's
+            normalisation of ``c_t``).
+    """
+
+    gates: tuple[str, ...]
+    recurrent: tuple[int, ...]
+    peepholes: tuple[str, ...] = ()
+    cell_norm: bool = False
 
 
 class RecurrentCell(nn.Module):
     """Base class: fused input/recurrent weights, optional bias and layer norm.
 
-    Subclasses set ``gate_names`` (the blocks of ``weight_ih``, in order) and implement
-    ``_gates(xp, state) -> (h, new_state, gates)``.
+    Subclasses set their own options (plain attributes) before calling ``super().__init__``,
+    implement :meth:`weights` (which parameters those options need) and
+    ``_gates(xp, state) -> (h, new_state, gates)`` (the math of one step), and declare the
+    fused kernels that compute them (:meth:`kernel`, :meth:`torch_kernel`). The base creates
+    every parameter and calls :meth:`reset_parameters` once, at the end of its ``__init__``.
 
     Args:
         input_size: D.
@@ -43,9 +80,17 @@ class RecurrentCell(nn.Module):
             separately (``LN(W_ih x) + LN(W_hh h) + b``), each with its own learned gain.
     """
 
+    #: Older subclasses may still name their gates here instead of implementing ``weights``.
     gate_names: tuple[str, ...] = ()
-    #: number of gate blocks in ``weight_hh`` (differs from ``len(gate_names)`` for no cell yet).
     state_is_tuple = False
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        overrides_math = any(name in cls.__dict__ for name in _MATH_METHODS)
+        if overrides_math and "kernel" not in cls.__dict__:
+            cls.kernel = RecurrentCell.kernel  # type: ignore[method-assign]
+        if overrides_math and "torch_kernel" not in cls.__dict__:
+            cls.torch_kernel = RecurrentCell.torch_kernel  # type: ignore[method-assign]
 
     def __init__(
         self,
@@ -64,27 +109,53 @@ class RecurrentCell(nn.Module):
         self.hidden_size = hidden_size
         self.bias = bias
         self.layer_norm = layer_norm
+        spec = self.weights()
+        self.gate_names = spec.gates
+        H = hidden_size
         kw = {"device": device, "dtype": dtype}
-        gh = len(self.gate_names) * hidden_size
+        gh, rh = len(spec.gates) * H, sum(spec.recurrent) * H
+        self._group_rows: list[tuple[int, int]] = []
+        start = 0
+        for n in spec.recurrent:
+            self._group_rows.append((start, start + n * H))
+            start += n * H
+        # Creation order fixes named_parameters(), hence reset_parameters()'s draws: keep it.
         self.weight_ih = nn.Parameter(torch.empty(gh, input_size, **kw))
-        self.weight_hh = nn.Parameter(torch.empty(gh, hidden_size, **kw))
+        self.weight_hh = nn.Parameter(torch.empty(rh, H, **kw))
         if bias:
             self.bias_ih = nn.Parameter(torch.empty(gh, **kw))
-            self.bias_hh = nn.Parameter(torch.empty(gh, **kw))
+            self.bias_hh = nn.Parameter(torch.empty(rh, **kw))
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
+        for name in spec.peepholes:
+            setattr(self, name, nn.Parameter(torch.empty(H, **kw)))
+        self.ln_ih = self.ln_hh = self.ln_cell = None
         if layer_norm:
             # Gains only: the cell's own biases play the role of LN's shift.
             self.ln_ih = nn.LayerNorm(gh, bias=False, **kw)
-            self.ln_hh = nn.LayerNorm(gh, bias=False, **kw)
-        else:
-            self.ln_ih = None
-            self.ln_hh = None
+            norms = [nn.LayerNorm(n * H, bias=False, **kw) for n in spec.recurrent]
+            self.ln_hh = norms[0] if len(norms) == 1 else nn.ModuleList(norms)
+            if spec.cell_norm:
+                self.ln_cell = nn.LayerNorm(H, bias=bias, **kw)
+        self.reset_parameters()
+
+    def weights(self) -> Weights:
+        """The parameters this cell's options need (the default: one gate per name in
+        ``gate_names``, all in one recurrent GEMM)."""
+        return Weights(self.gate_names, (len(self.gate_names),))
 
     @property
     def num_gates(self) -> int:
         return len(self.gate_names)
+
+    def kernel(self) -> Kernel | None:
+        """The :mod:`rnnlab.core.fast` kernel computing exactly this cell, or None."""
+        return None
+
+    def torch_kernel(self) -> str | None:
+        """The name of torch's fused kernel computing exactly this cell, or None."""
+        return None
 
     def reset_parameters(self) -> None:
         """torch.nn's init: every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)); LN gains 1."""
@@ -116,14 +187,25 @@ class RecurrentCell(nn.Module):
             xp = xp + self.bias_ih
         return xp
 
+    def recurrent(self, v: Tensor, group: int = 0) -> Tensor:
+        """``LN_g(W_g v) + b_g`` with the rows of recurrent group ``g``: (N, H) -> (N, n_g*H)."""
+        if len(self._group_rows) == 1:
+            weight, bias, norm = self.weight_hh, self.bias_hh, self.ln_hh
+        else:
+            lo, hi = self._group_rows[group]
+            weight = self.weight_hh[lo:hi]
+            bias = None if self.bias_hh is None else self.bias_hh[lo:hi]
+            norm = None if self.ln_hh is None else self.ln_hh[group]
+        out = v.matmul(weight.t())
+        if norm is not None:
+            out = norm(out)
+        if bias is not None:
+            out = out + bias
+        return out
+
     def recurrent_projection(self, h: Tensor) -> Tensor:
-        """``LN(W_hh h) + b_hh``: (N, H) -> (N, G*H)."""
-        hp = h.matmul(self.weight_hh.t())
-        if self.ln_hh is not None:
-            hp = self.ln_hh(hp)
-        if self.bias_hh is not None:
-            hp = hp + self.bias_hh
-        return hp
+        """``LN(W_hh h) + b_hh`` of a one-group cell: (N, H) -> (N, G*H)."""
+        return self.recurrent(h, 0)
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         """One step from a projected input ``xp`` (N, G*H): returns (h_t, new_state)."""
@@ -142,10 +224,6 @@ class RecurrentCell(nn.Module):
 
     def _gates(self, xp: Tensor, state: State) -> tuple[Tensor, State, dict[str, Tensor]]:
         raise NotImplementedError
-
-    def torch_kernel_mode(self) -> str | None:
-        """The name of torch's fused kernel computing exactly this cell, or None."""
-        return None
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -173,8 +251,6 @@ class ElmanCell(RecurrentCell):
         >>> h, state = cell(torch.randn(4, 8), cell.initial_state(4))
     """
 
-    gate_names = ("h",)
-
     def __init__(
         self,
         input_size: int,
@@ -187,16 +263,21 @@ class ElmanCell(RecurrentCell):
     ) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        super().__init__(input_size, hidden_size, bias, layer_norm, device, dtype)
         self.nonlinearity = nonlinearity
-        self.reset_parameters()
+        super().__init__(input_size, hidden_size, bias, layer_norm, device, dtype)
+
+    def weights(self) -> Weights:
+        return Weights(gates=("h",), recurrent=(1,))
 
     def _gates(self, xp: Tensor, state: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         pre = xp + self.recurrent_projection(state)
         h = torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)
         return h, h, {}
 
-    def torch_kernel_mode(self) -> str | None:
+    def kernel(self) -> Kernel | None:
+        return Kernel.ELMAN_TANH if self.nonlinearity == "tanh" else Kernel.ELMAN_RELU
+
+    def torch_kernel(self) -> str | None:
         if self.layer_norm:
             return None
         return "RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU"
@@ -215,19 +296,11 @@ class AdditiveCell(RecurrentCell):
     self-connection carries information, but needs gates to stay stable).
     """
 
-    gate_names = ("s",)
+    def weights(self) -> Weights:
+        return Weights(gates=("s",), recurrent=(1,))
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        bias: bool = True,
-        layer_norm: bool = False,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__(input_size, hidden_size, bias, layer_norm, device, dtype)
-        self.reset_parameters()
+    def kernel(self) -> Kernel | None:
+        return Kernel.ADDITIVE
 
     def _gates(self, xp: Tensor, state: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         s = state + torch.tanh(xp + self.recurrent_projection(state))
@@ -246,19 +319,11 @@ class MinimalGRUCell(RecurrentCell):
     ``weight_hh``; gate order ``u, c``.
     """
 
-    gate_names = ("u", "c")
+    def weights(self) -> Weights:
+        return Weights(gates=("u", "c"), recurrent=(2,))
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        bias: bool = True,
-        layer_norm: bool = False,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__(input_size, hidden_size, bias, layer_norm, device, dtype)
-        self.reset_parameters()
+    def kernel(self) -> Kernel | None:
+        return Kernel.MINIMAL_GRU
 
     def _gates(self, xp: Tensor, state: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         pre_u, pre_c = (xp + self.recurrent_projection(state)).chunk(2, dim=-1)
@@ -285,10 +350,8 @@ class GRUCell(RecurrentCell):
     torch.nn / Keras (``reset_after=True``) form, which lets all three recurrent gates share one
     matmul; with it the cell equals one layer of ``torch.nn.GRU``. With ``reset="before"`` the
     recurrent side takes two matmuls per step (``r`` must be known before ``W_hn``), and with
-    ``layer_norm`` each is normalised on its own (``ln_hh`` over r, z; ``ln_hn`` over n).
+    ``layer_norm`` each is normalised on its own (``ln_hh[0]`` over r, z; ``ln_hh[1]`` over n).
     """
-
-    gate_names = ("r", "z", "n")
 
     def __init__(
         self,
@@ -302,15 +365,12 @@ class GRUCell(RecurrentCell):
     ) -> None:
         if reset not in ("after", "before"):
             raise ValueError(f"reset must be 'after' or 'before', got {reset!r}")
-        super().__init__(input_size, hidden_size, bias, layer_norm, device, dtype)
         self.reset = reset
-        if layer_norm and reset == "before":
-            kw = {"device": device, "dtype": dtype}
-            self.ln_hh = nn.LayerNorm(2 * hidden_size, bias=False, **kw)
-            self.ln_hn = nn.LayerNorm(hidden_size, bias=False, **kw)
-        else:
-            self.ln_hn = None
-        self.reset_parameters()
+        super().__init__(input_size, hidden_size, bias, layer_norm, device, dtype)
+
+    def weights(self) -> Weights:
+        # reset before: r must be known before W_hn, so r, z and n are two recurrent GEMMs.
+        return Weights(gates=("r", "z", "n"), recurrent=(3,) if self.reset == "after" else (2, 1))
 
     def _gates(self, xp: Tensor, state: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         H = self.hidden_size
@@ -320,24 +380,32 @@ class GRUCell(RecurrentCell):
             r, z = torch.sigmoid(x_rz + hp[..., : 2 * H]).chunk(2, dim=-1)
             n = torch.tanh(x_n + r * hp[..., 2 * H :])
         else:
-            w_rz, w_n = self.weight_hh[: 2 * H], self.weight_hh[2 * H :]
-            h_rz = state.matmul(w_rz.t())
-            if self.ln_hh is not None:
-                h_rz = self.ln_hh(h_rz)
-            if self.bias_hh is not None:
-                h_rz = h_rz + self.bias_hh[: 2 * H]
-            r, z = torch.sigmoid(x_rz + h_rz).chunk(2, dim=-1)
-            h_n = (r * state).matmul(w_n.t())
-            if self.ln_hn is not None:
-                h_n = self.ln_hn(h_n)
-            if self.bias_hh is not None:
-                h_n = h_n + self.bias_hh[2 * H :]
-            n = torch.tanh(x_n + h_n)
+            r, z = torch.sigmoid(x_rz + self.recurrent(state, 0)).chunk(2, dim=-1)
+            n = torch.tanh(x_n + self.recurrent(r * state, 1))
         h = n + z * (state - n)
         return h, h, {"r": r, "z": z}
 
-    def torch_kernel_mode(self) -> str | None:
+    def kernel(self) -> Kernel | None:
+        return Kernel.GRU_AFTER if self.reset == "after" else Kernel.GRU_BEFORE
+
+    def torch_kernel(self) -> str | None:
         return "GRU" if self.reset == "after" and not self.layer_norm else None
+
+    def _load_from_state_dict(
+        self, state_dict: dict, prefix: str, *args: object, **kwargs: object
+    ) -> None:
+        # Checkpoints from before the recurrent groups were declared named reset="before"'s
+        # layer norms ln_hh (r, z) and ln_hn (n); they are ln_hh.0 and ln_hh.1 now.
+        for old, new in self.renamed_keys().items():
+            if prefix + old in state_dict and prefix + new not in state_dict:
+                state_dict[prefix + new] = state_dict.pop(prefix + old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def renamed_keys(self) -> dict[str, str]:
+        """Old state_dict key -> current key, for checkpoints of earlier versions."""
+        if self.reset == "before" and self.layer_norm:
+            return {"ln_hh.weight": "ln_hh.0.weight", "ln_hn.weight": "ln_hh.1.weight"}
+        return {}
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", reset={self.reset!r}"
@@ -394,20 +462,22 @@ class LSTMCell(RecurrentCell):
                 raise ValueError("forget_bias needs forget_gate=True; pass forget_bias=None")
             if not bias:
                 raise ValueError("forget_bias needs bias=True; pass forget_bias=None")
-        self.gate_names = ("i", "f", "g", "o") if forget_gate else ("i", "g", "o")
-        super().__init__(input_size, hidden_size, bias, layer_norm, device, dtype)
         self.forget_gate = forget_gate
         self.peephole = peephole
         self.forget_bias = forget_bias
-        kw = {"device": device, "dtype": dtype}
-        if peephole:
-            self.weight_ci = nn.Parameter(torch.empty(hidden_size, **kw))
-            self.weight_cf = nn.Parameter(torch.empty(hidden_size, **kw)) if forget_gate else None
-            self.weight_co = nn.Parameter(torch.empty(hidden_size, **kw))
-        else:
-            self.weight_ci = self.weight_cf = self.weight_co = None
-        self.ln_cell = nn.LayerNorm(hidden_size, bias=bias, **kw) if layer_norm else None
-        self.reset_parameters()
+        super().__init__(input_size, hidden_size, bias, layer_norm, device, dtype)
+        for name in ("weight_ci", "weight_cf", "weight_co"):
+            if not hasattr(self, name):  # the peepholes this configuration has none of
+                setattr(self, name, None)
+
+    def weights(self) -> Weights:
+        gates = ("i", "f", "g", "o") if self.forget_gate else ("i", "g", "o")
+        names = (
+            ("weight_ci", "weight_cf", "weight_co")
+            if self.forget_gate
+            else ("weight_ci", "weight_co")
+        )
+        return Weights(gates, (len(gates),), names if self.peephole else (), cell_norm=True)
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
@@ -448,7 +518,10 @@ class LSTMCell(RecurrentCell):
             gates["f"] = f
         return h, (h, c), gates
 
-    def torch_kernel_mode(self) -> str | None:
+    def kernel(self) -> Kernel | None:
+        return Kernel.LSTM if self.forget_gate else Kernel.LSTM_NO_FORGET
+
+    def torch_kernel(self) -> str | None:
         standard = self.forget_gate and not self.peephole and not self.layer_norm
         return "LSTM" if standard else None
 
@@ -472,4 +545,5 @@ __all__ = [
     "MinimalGRUCell",
     "RecurrentCell",
     "State",
+    "Weights",
 ]

@@ -7,6 +7,9 @@ keyword arguments (``LSTM(..., peephole=True, layer_norm=True)``); with any non-
 they run rnnlab's own implementation, and the extra parameters get torch-style names
 (``weight_ci_l0``, ``ln_ih_weight_l0_reverse``, ...).
 
+``backend`` (keyword-only) chooses the implementation as for
+:class:`~rnnlab.core.layers.Recurrent`.
+
 Example::
 
     >>> lstm = rnnlab.nn.LSTM(10, 20, num_layers=2)
@@ -44,6 +47,7 @@ class _TorchCompatible(Recurrent):
         bidirectional: bool,
         device: torch.device | str | None,
         dtype: torch.dtype | None,
+        backend: str,
     ) -> None:
         if isinstance(dropout, (int, float)) and dropout > 0 and num_layers == 1:
             warnings.warn(
@@ -62,6 +66,7 @@ class _TorchCompatible(Recurrent):
             batch_first=batch_first,
             device=device,
             dtype=dtype,
+            backend=backend,
         )
         self.bias = bias
         # torch name -> (cell index, name inside the cell)
@@ -112,6 +117,14 @@ class _TorchCompatible(Recurrent):
             key = prefix + torch_name
             if key in state_dict:
                 state_dict[f"{prefix}cells.{k}.{inner}"] = state_dict.pop(key)
+        # Names of earlier versions (GRU reset="before"'s ln_hn): the cell maps them itself.
+        for k, cell in enumerate(self.cells):
+            layer, direction = divmod(k, self.num_directions)
+            suffix = f"_l{layer}" + ("_reverse" if direction else "")
+            for old in getattr(cell, "renamed_keys", dict)():
+                key = prefix + old.replace(".", "_") + suffix
+                if key in state_dict and key[len(prefix) :] not in self._torch_names:
+                    state_dict[f"{prefix}cells.{k}.{old}"] = state_dict.pop(key)
 
     def forward(
         self, input: Tensor | PackedSequence, hx: State | None = None
@@ -165,21 +178,12 @@ class RNN(_TorchCompatible):
         dtype: torch.dtype | None = None,
         *,
         layer_norm: bool = False,
+        backend: str = "auto",
     ) -> None:
         self.nonlinearity = nonlinearity
         cell = partial(ElmanCell, nonlinearity=nonlinearity, layer_norm=layer_norm)
-        super().__init__(
-            cell,
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            device,
-            dtype,
-        )
+        super().__init__(cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, device, dtype, backend)  # fmt: skip
 
 
 class GRU(_TorchCompatible):
@@ -202,20 +206,11 @@ class GRU(_TorchCompatible):
         *,
         reset: str = "after",
         layer_norm: bool = False,
+        backend: str = "auto",
     ) -> None:
         cell = partial(GRUCell, reset=reset, layer_norm=layer_norm)
-        super().__init__(
-            cell,
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            device,
-            dtype,
-        )
+        super().__init__(cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, device, dtype, backend)  # fmt: skip
 
 
 class LSTM(_TorchCompatible):
@@ -243,6 +238,7 @@ class LSTM(_TorchCompatible):
         peephole: bool = False,
         layer_norm: bool = False,
         forget_bias: float | None = None,
+        backend: str = "auto",
     ) -> None:
         if proj_size != 0:
             raise ValueError(
@@ -257,18 +253,8 @@ class LSTM(_TorchCompatible):
             layer_norm=layer_norm,
             forget_bias=forget_bias,
         )
-        super().__init__(
-            cell,
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            device,
-            dtype,
-        )
+        super().__init__(cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, device, dtype, backend)  # fmt: skip
 
 
 __all__ = ["GRU", "LSTM", "RNN"]

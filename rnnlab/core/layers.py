@@ -2,29 +2,42 @@
 
 Three independent pieces: :func:`scan` (the loop over time, one direction), :func:`flip_valid`
 (reverse the valid part of each padded sequence) and :class:`Recurrent` (stacking, directions,
-dropout between layers, lengths, ``PackedSequence``). Where every cell is exactly one of torch's
-fused cells, :class:`Recurrent` calls torch's kernel; otherwise it runs rnnlab's own loop.
+dropout between layers, lengths, ``PackedSequence``). Which implementation runs a layer (torch's
+fused kernel, rnnlab's C++ loop or the reference loop) is its ``backend``, decided in one place,
+:meth:`Recurrent.backend_for` (see :mod:`rnnlab.core.backend`).
 
 Shapes: N batch, T time, D input size, H hidden size, L layers, K directions (1 or 2).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.utils.hooks import RemovableHandle
 
 from rnnlab.core import fast
-from rnnlab.core.cells import CellFactory, RecurrentCell, State
+from rnnlab.core.backend import check_backend, forced_backend, run_torch_kernel
+from rnnlab.core.cells import CellFactory, RecurrentCell
+from rnnlab.core.state import (
+    State,
+    map_state,
+    stack_states,
+    state_parts,
+    unstack_state,
+    where_state,
+)
+from rnnlab.errors import RnnlabError
 
-_KERNELS = {
-    "LSTM": torch.lstm,
-    "GRU": torch.gru,
-    "RNN_TANH": torch.rnn_tanh,
-    "RNN_RELU": torch.rnn_relu,
-}
+#: ``observer(t, xp_t, state_in, h, new_state, gates)`` -> None or a replacement ``(h, new_state)``.
+StepObserver = Callable[[int, Tensor, State, Tensor, State, dict], "tuple[Tensor, State] | None"]
+#: ``hook(layer, direction, t, xp_t, state_in, h, new_state, gates)``, returning as an observer.
+StepHook = Callable[
+    [int, int, int, Tensor, State, Tensor, State, dict], "tuple[Tensor, State] | None"
+]
 
 
 def flip_valid(x: Tensor, lengths: Tensor | None) -> Tensor:
@@ -43,18 +56,13 @@ def flip_valid(x: Tensor, lengths: Tensor | None) -> Tensor:
     return x.gather(0, idx)
 
 
-def _where_state(mask: Tensor, new: State, old: State) -> State:
-    if isinstance(new, tuple):
-        return tuple(torch.where(mask, n, o) for n, o in zip(new, old))
-    return torch.where(mask, new, old)
-
-
 def scan(
     cell: RecurrentCell,
     xp: Tensor,
     state: State,
     mask: Tensor | None = None,
     keep_states: bool = False,
+    observer: StepObserver | None = None,
 ) -> tuple[Tensor, State, list[State] | None]:
     """The reference loop over time for one direction: the cells' readable per-step math.
 
@@ -65,6 +73,10 @@ def scan(
         mask: (T, N, 1) bool, True where a step is inside its sequence; past the end the state
             is frozen and the output is zero.
         keep_states: also return the state after every step.
+        observer: called after every step as ``observer(t, xp_t, state_in, h, new_state,
+            gates)`` (the step computed by ``cell._gates``, before the mask); it may return
+            None or a replacement ``(h, new_state)``, e.g. with a zero perturbation added whose
+            gradient is ``dL/ds_t``.
 
     Returns:
         ``(outputs (T, N, H), final_state, states or None)``.
@@ -72,9 +84,15 @@ def scan(
     outputs = []
     states = [] if keep_states else None
     for t in range(xp.shape[0]):
-        h, new_state = cell.step(xp[t], state)
+        if observer is None:
+            h, new_state = cell.step(xp[t], state)
+        else:
+            h, new_state, gates = cell._gates(xp[t], state)
+            replaced = observer(t, xp[t], state, h, new_state, gates)
+            if replaced is not None:
+                h, new_state = replaced
         if mask is not None:
-            new_state = _where_state(mask[t], new_state, state)
+            new_state = where_state(mask[t], new_state, state)
             h = h * mask[t]
         state = new_state
         outputs.append(h)
@@ -104,6 +122,10 @@ class Recurrent(nn.Module):
         return_states: ``forward`` also returns the state after every step, of every layer
             and direction: a tensor (L*K, N, T, H) ((L*K, T, H) for unbatched input), or a
             pair of them for the LSTM.
+        backend: which implementation runs the layer: ``"auto"`` (the fastest that can),
+            ``"torch"`` (torch's fused kernel), ``"fast"`` (rnnlab's C++ loop) or
+            ``"reference"`` (the readable Python loop); see :meth:`backend_for` and
+            :mod:`rnnlab.core.backend`. An explicit choice that cannot run raises.
 
     Shape:
         - input: (N, T, D) (batch_first) or (T, N, D), or (T, D) unbatched, or a PackedSequence.
@@ -132,8 +154,11 @@ class Recurrent(nn.Module):
         return_states: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
+        self.backend = check_backend(backend)
+        self._step_hooks: OrderedDict[int, StepHook] = OrderedDict()
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
         if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
@@ -165,7 +190,92 @@ class Recurrent(nn.Module):
     def extra_repr(self) -> str:
         s = f"num_layers={self.num_layers}, bidirectional={self.bidirectional}"
         s += f", dropout={self.dropout}, batch_first={self.batch_first}"
-        return s + (", return_states=True" if self.return_states else "")
+        s += ", return_states=True" if self.return_states else ""
+        return s + (f", backend={self.backend!r}" if self.backend != "auto" else "")
+
+    def register_step_hook(self, hook: StepHook) -> RemovableHandle:
+        """Call ``hook(layer, direction, t, xp_t, state_in, h, new_state, gates)`` after every
+        step of every cell (see :func:`scan`'s ``observer``; ``t`` counts the cell's own steps,
+        from the end of the sequence for the reverse direction).
+
+        While any hook is registered the layer runs the reference loop (``"auto"``); an explicit
+        ``"torch"`` or ``"fast"`` backend raises. Returns a handle whose ``remove()`` unhooks.
+        """
+        handle = RemovableHandle(self._step_hooks)
+        self._step_hooks[handle.id] = hook
+        return handle
+
+    # -- which implementation runs --------------------------------------------------------
+    def backend_for(self, x: Tensor, backend: str | None = None) -> str:
+        """The implementation that runs this layer on input ``x``: "torch", "fast" or "reference".
+
+        The one place that decides. The request is the innermost
+        :func:`~rnnlab.core.backend.use_backend` block's, else the layer's ``backend``.
+        ``"auto"`` takes torch's kernel where every cell is one of torch's (unless rnnlab's loop
+        was measured faster for it, :func:`rnnlab.core.fast.prefers_own_kernel`, and can run),
+        else rnnlab's C++ loop where it can run, else the reference loop.
+
+        Args:
+            x: the input (time-major (T, N, D) or any layout: only its device, dtype and size
+                matter).
+            backend: ask about this request instead of the current one.
+
+        Raises:
+            RnnlabError: an explicitly requested backend cannot run this layer on ``x``.
+        """
+        requested = check_backend(backend or forced_backend() or self.backend)
+        if requested == "reference":
+            return "reference"
+        mode, torch_reason = self._torch_kernel()
+        if requested == "torch":
+            if torch_reason is not None:
+                raise RnnlabError(f"backend 'torch' cannot run this layer: {torch_reason}")
+            return "torch"
+        if requested == "fast":
+            fast_reason = self._fast_blocker(x)
+            if fast_reason is not None:
+                raise RnnlabError(f"backend 'fast' cannot run this layer: {fast_reason}")
+            return "fast"
+        if torch_reason is None and not fast.prefers_own_kernel(mode):
+            return "torch"  # the standard LSTM: torch's (oneDNN) kernel is the faster one
+        fast_reason = self._fast_blocker(x)
+        if fast_reason is None:
+            return "fast"
+        return "torch" if torch_reason is None else "reference"
+
+    def _layer_blocker(self) -> str | None:
+        """What keeps every fused implementation from running this layer, whatever the input."""
+        if self.return_states:
+            return "return_states=True needs the per-step states of the reference loop"
+        if self._step_hooks:
+            return "step hooks are registered (they need the reference loop)"
+        return None
+
+    def _torch_kernel(self) -> tuple[str | None, str | None]:
+        """(torch's kernel name for every cell, None) or (None, why torch cannot run them)."""
+        reason = self._layer_blocker()
+        if reason is not None:
+            return None, reason
+        modes = {cell.torch_kernel() for cell in self.cells}
+        if None in modes or len(modes) != 1:
+            names = sorted({type(c).__name__ for c in self.cells})
+            return None, (
+                f"{', '.join(names)} in this configuration is not one of torch's fused cells "
+                "(torch.lstm/gru/rnn_tanh/rnn_relu)"
+            )
+        if any(cell.bias != self.cells[0].bias for cell in self.cells):
+            return None, "its cells differ in bias"
+        return modes.pop(), None
+
+    def _fast_blocker(self, x: Tensor) -> str | None:
+        reason = self._layer_blocker()
+        if reason is not None:
+            return reason
+        for cell in self.cells:
+            reason = fast.why_not(cell, x)
+            if reason is not None:
+                return reason
+        return None
 
     # -- validation ---------------------------------------------------------------------
     def _check_input(self, x: Tensor) -> None:
@@ -208,7 +318,7 @@ class Recurrent(nn.Module):
         LK = self.num_layers * self.num_directions
         expected = (LK, self.hidden_size) if N is None else (LK, N, self.hidden_size)
         dims = "layers*directions, hidden" if N is None else "layers*directions, batch, hidden"
-        parts = state if isinstance(state, tuple) else (state,)
+        parts = state_parts(state)
         if self.state_is_tuple != isinstance(state, tuple) or (
             self.state_is_tuple and len(state) != 2
         ):
@@ -263,11 +373,7 @@ class Recurrent(nn.Module):
         if state is not None:
             self._check_state(state, None if unbatched else N, x)
             if unbatched:
-                state = (
-                    tuple(s.unsqueeze(1) for s in state)
-                    if isinstance(state, tuple)
-                    else (state.unsqueeze(1))
-                )
+                state = map_state(lambda s: s.unsqueeze(1), state)
 
         out, final, states = self._forward_time_major(x, state, run_lengths)
 
@@ -275,17 +381,9 @@ class Recurrent(nn.Module):
             out = _repack(out, lengths, input)
         elif unbatched:
             out = out.squeeze(1)
-            final = (
-                tuple(s.squeeze(1) for s in final)
-                if isinstance(final, tuple)
-                else (final.squeeze(1))
-            )
+            final = map_state(lambda s: s.squeeze(1), final)
             if states is not None:  # (L*K, 1, T, H) -> (L*K, T, H)
-                states = (
-                    tuple(s.squeeze(1) for s in states)
-                    if isinstance(states, tuple)
-                    else states.squeeze(1)
-                )
+                states = map_state(lambda s: s.squeeze(1), states)
         elif self.batch_first:
             out = out.transpose(0, 1)
         if self.return_states:
@@ -295,9 +393,18 @@ class Recurrent(nn.Module):
     def _forward_time_major(
         self, x: Tensor, state: State | None, lengths: Tensor | None
     ) -> tuple[Tensor, State, State | None]:
-        mode = self._kernel_mode(x)
-        if mode is not None:
-            out, final = self._run_kernel(mode, x, state, lengths)
+        backend = self.backend_for(x)
+        if backend == "torch":
+            mode, _ = self._torch_kernel()
+            weights = []
+            for cell in self.cells:
+                weights += [cell.weight_ih, cell.weight_hh]
+                if cell.bias:
+                    weights += [cell.bias_ih, cell.bias_hh]
+            args = (self.cells[0].bias, self.num_layers, self.dropout, self.training)
+            out, final = run_torch_kernel(
+                mode, x, state, lengths, weights, *args, self.bidirectional, self.hidden_size
+            )
             return out, final, None
         T, N = x.shape[:2]
         K = self.num_directions
@@ -317,16 +424,15 @@ class Recurrent(nn.Module):
                 idx = layer * K + d
                 if state is None:
                     s0 = cell.initial_state(N, x.device, x.dtype)
-                elif isinstance(state, tuple):
-                    s0 = tuple(s[idx] for s in state)
                 else:
-                    s0 = state[idx]
+                    s0 = map_state(lambda s, idx=idx: s[idx], state)
                 seq = layer_input if d == 0 else flip_valid(layer_input, lengths)
                 xp = cell.input_projection(seq)
-                if not self.return_states and fast.supports(cell, xp):
+                if backend == "fast":
                     (o, fin), sts = fast.scan(cell, xp, s0, mask), None
                 else:
-                    o, fin, sts = scan(cell, xp, s0, mask, self.return_states)
+                    observer = self._observer(layer, d) if self._step_hooks else None
+                    o, fin, sts = scan(cell, xp, s0, mask, self.return_states, observer)
                 if d == 1:
                     o = flip_valid(o, lengths)
                     if sts is not None:
@@ -336,90 +442,34 @@ class Recurrent(nn.Module):
                 if sts is not None:
                     all_states.append(sts)
             layer_input = outs[0] if K == 1 else torch.cat(outs, dim=-1)
-        final = _stack_states(finals)
+        final = stack_states(finals)
         states = None
         if self.return_states:
             # each entry: list over T of states (N, H) -> (L*K, N, T, H)
-            per_cell = [_stack_states(s, dim=1) for s in all_states]
-            states = _stack_states(per_cell)
+            per_cell = [stack_states(s, dim=1) for s in all_states]
+            states = stack_states(per_cell)
         return layer_input, final, states
 
-    # -- torch's fused kernels ----------------------------------------------------------
-    def _kernel_mode(self, x: Tensor) -> str | None:
-        """torch's kernel name if every cell is exactly a torch.nn cell and torch's kernel is the
-        faster one here (see :func:`rnnlab.core.fast.prefers_own_kernel`), else None."""
-        if self.return_states:
-            return None
-        modes = {cell.torch_kernel_mode() for cell in self.cells}
-        if len(modes) != 1:
-            return None
-        mode = modes.pop()
-        if mode is None or any(cell.bias != self.cells[0].bias for cell in self.cells):
-            return None
-        return None if fast.prefers_own_kernel(mode, x) else mode
+    def _observer(self, layer: int, direction: int) -> StepObserver:
+        """The step hooks of this cell as one :func:`scan` observer (hooks run in order, each
+        seeing the previous one's replacement)."""
+        hooks = list(self._step_hooks.values())
 
-    def _flat_weights(self) -> list[Tensor]:
-        weights = []
-        for cell in self.cells:
-            weights += [cell.weight_ih, cell.weight_hh]
-            if cell.bias:
-                weights += [cell.bias_ih, cell.bias_hh]
-        return weights
+        def observer(
+            t: int, xp_t: Tensor, state: State, h: Tensor, new_state: State, gates: dict
+        ) -> tuple[Tensor, State]:
+            for hook in hooks:
+                replaced = hook(layer, direction, t, xp_t, state, h, new_state, gates)
+                if replaced is not None:
+                    h, new_state = replaced
+            return h, new_state
 
-    def _run_kernel(
-        self, mode: str, x: Tensor, state: State | None, lengths: Tensor | None
-    ) -> tuple[Tensor, State]:
-        T, N = x.shape[:2]
-        shape = (self.num_layers * self.num_directions, N, self.hidden_size)
-        if state is None:
-            zeros = x.new_zeros(shape)
-            state = (zeros, zeros.clone()) if mode == "LSTM" else zeros
-        hx = list(state) if mode == "LSTM" else state
-        args = (
-            self._flat_weights(),
-            self.cells[0].bias,
-            self.num_layers,
-            self.dropout,
-            self.training,
-            self.bidirectional,
-        )
-        kernel = _KERNELS[mode]
-        if lengths is None:
-            result = kernel(x, hx, *args, False)
-            out = result[0]
-        else:
-            packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
-            order = packed.sorted_indices.to(x.device)
-            hx = (
-                [h.index_select(1, order) for h in hx]
-                if mode == "LSTM"
-                else (hx.index_select(1, order))
-            )
-            result = kernel(packed.data, packed.batch_sizes, hx, *args)
-            out, _ = pad_packed_sequence(
-                PackedSequence(
-                    result[0], packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
-                ),
-                total_length=T,
-            )
-            unsort = packed.unsorted_indices.to(x.device)
-            result = (result[0], *[h.index_select(1, unsort) for h in result[1:]])
-        final = (result[1], result[2]) if mode == "LSTM" else result[1]
-        return out, final
-
-
-def _stack_states(states: Sequence[State], dim: int = 0) -> State:
-    if isinstance(states[0], tuple):
-        return tuple(torch.stack(parts, dim=dim) for parts in zip(*states))
-    return torch.stack(list(states), dim=dim)
+        return observer
 
 
 def _flip_state_list(states: list[State], lengths: Tensor | None) -> list[State]:
-    stacked = _stack_states(states)  # (T, N, H) or pair
-    if isinstance(stacked, tuple):
-        flipped = tuple(flip_valid(s, lengths) for s in stacked)
-        return list(zip(*(f.unbind(0) for f in flipped)))
-    return list(flip_valid(stacked, lengths).unbind(0))
+    stacked = stack_states(states)  # (T, N, H) or pair
+    return unstack_state(map_state(lambda s: flip_valid(s, lengths), stacked))
 
 
 def _repack(out: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequence:
@@ -432,4 +482,4 @@ def _repack(out: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequenc
     return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
 
 
-__all__ = ["Recurrent", "flip_valid", "scan"]
+__all__ = ["Recurrent", "StepHook", "StepObserver", "flip_valid", "scan"]

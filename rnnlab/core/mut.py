@@ -8,59 +8,27 @@ per gate.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from rnnlab.core.cells import RecurrentCell
+from rnnlab.core.cells import RecurrentCell, Weights
+from rnnlab.core.kernels import Kernel
 
 
 class _JozefowiczCell(RecurrentCell):
-    """Shared plumbing of MUT1-3: the gates' recurrent terms act on different vectors.
+    """Shared declaration of MUT1-3: the gates' recurrent terms act on different vectors.
 
     ``weight_ih`` holds the input blocks of all three gates ``z, r, h`` (one fused GEMM, as in
     every cell). The recurrent terms of these cells read ``h``, ``r * h`` or ``tanh(h)``, and
     some gates have none, so ``weight_hh`` stores only the blocks the equations use, split into
-    ``recurrent_groups`` (block counts, in order): each group is one GEMM on its own vector,
-    with its own layer norm (as the GRU's ``reset="before"``).
+    ``recurrent_groups`` (block counts, in order): each group is one GEMM on its own vector
+    (:meth:`~rnnlab.core.cells.RecurrentCell.recurrent`), with its own layer norm (as the
+    GRU's ``reset="before"``).
     """
 
-    gate_names = ("z", "r", "h")
     recurrent_groups: tuple[int, ...] = ()
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        bias: bool = True,
-        layer_norm: bool = False,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__(input_size, hidden_size, bias, layer_norm, device, dtype)
-        kw = {"device": device, "dtype": dtype}
-        rows = sum(self.recurrent_groups) * hidden_size
-        self.weight_hh = nn.Parameter(torch.empty(rows, hidden_size, **kw))
-        if bias:
-            self.bias_hh = nn.Parameter(torch.empty(rows, **kw))
-        if layer_norm:
-            self.ln_hh = nn.ModuleList(
-                nn.LayerNorm(n * hidden_size, bias=False, **kw) for n in self.recurrent_groups
-            )
-        self._group_rows: list[tuple[int, int]] = []
-        start = 0
-        for n in self.recurrent_groups:
-            self._group_rows.append((start, start + n * hidden_size))
-            start += n * hidden_size
-        self.reset_parameters()
-
-    def _recurrent(self, v: Tensor, group: int) -> Tensor:
-        """``LN(W v) + b`` with the rows of recurrent group ``group``: (N, H) -> (N, n*H)."""
-        lo, hi = self._group_rows[group]
-        out = v.matmul(self.weight_hh[lo:hi].t())
-        if self.ln_hh is not None:
-            out = self.ln_hh[group](out)
-        if self.bias_hh is not None:
-            out = out + self.bias_hh[lo:hi]
-        return out
+    def weights(self) -> Weights:
+        return Weights(gates=("z", "r", "h"), recurrent=self.recurrent_groups)
 
 
 class MUT1Cell(_JozefowiczCell):
@@ -86,11 +54,14 @@ class MUT1Cell(_JozefowiczCell):
 
     recurrent_groups = (1, 1)
 
+    def kernel(self) -> Kernel | None:
+        return Kernel.MUT1
+
     def _gates(self, xp: Tensor, state: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         x_z, x_r, x_h = xp.chunk(3, dim=-1)
         z = torch.sigmoid(x_z)
-        r = torch.sigmoid(x_r + self._recurrent(state, 0))
-        cand = torch.tanh(self._recurrent(r * state, 1) + torch.tanh(x_h))
+        r = torch.sigmoid(x_r + self.recurrent(state, 0))
+        cand = torch.tanh(self.recurrent(r * state, 1) + torch.tanh(x_h))
         h = state + z * (cand - state)
         return h, h, {"z": z, "r": r}
 
@@ -112,11 +83,14 @@ class MUT2Cell(_JozefowiczCell):
 
     recurrent_groups = (2, 1)
 
+    def kernel(self) -> Kernel | None:
+        return Kernel.MUT2
+
     def _gates(self, xp: Tensor, state: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         H = self.hidden_size
         x_zr, x_h = xp[..., : 2 * H], xp[..., 2 * H :]
-        z, r = torch.sigmoid(x_zr + self._recurrent(state, 0)).chunk(2, dim=-1)
-        cand = torch.tanh(self._recurrent(r * state, 1) + x_h)
+        z, r = torch.sigmoid(x_zr + self.recurrent(state, 0)).chunk(2, dim=-1)
+        cand = torch.tanh(self.recurrent(r * state, 1) + x_h)
         h = state + z * (cand - state)
         return h, h, {"z": z, "r": r}
 
@@ -137,11 +111,14 @@ class MUT3Cell(_JozefowiczCell):
 
     recurrent_groups = (1, 1, 1)
 
+    def kernel(self) -> Kernel | None:
+        return Kernel.MUT3
+
     def _gates(self, xp: Tensor, state: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         x_z, x_r, x_h = xp.chunk(3, dim=-1)
-        z = torch.sigmoid(x_z + self._recurrent(torch.tanh(state), 0))
-        r = torch.sigmoid(x_r + self._recurrent(state, 1))
-        cand = torch.tanh(self._recurrent(r * state, 2) + x_h)
+        z = torch.sigmoid(x_z + self.recurrent(torch.tanh(state), 0))
+        r = torch.sigmoid(x_r + self.recurrent(state, 1))
+        cand = torch.tanh(self.recurrent(r * state, 2) + x_h)
         h = state + z * (cand - state)
         return h, h, {"z": z, "r": r}
 

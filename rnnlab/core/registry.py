@@ -1,39 +1,75 @@
-"""The one table from cell names (as used by the CLI and stored in checkpoints) to cell classes.
+"""The one table from cell names (as the command line and saved configs use them) to cells, and
+:class:`RecurrentConfig`, everything needed to rebuild a :class:`~rnnlab.core.layers.Recurrent`.
 
 The library composes cells as classes or factories; only the command line and saved configs
-name them, and they resolve names here.
+name them, and they resolve names here. Torch-free: the classes are imported when a cell is
+first built, so that ``--help`` lists the cells without importing torch.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from functools import partial
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from rnnlab.core.cells import (
-    AdditiveCell,
-    CellFactory,
-    ElmanCell,
-    GRUCell,
-    LSTMCell,
-    MinimalGRUCell,
-)
-from rnnlab.core.layers import Recurrent
-from rnnlab.core.mut import MUT1Cell, MUT2Cell, MUT3Cell
+from rnnlab.config import Config, option, positive, probability
+from rnnlab.core.kernels import BACKENDS
 from rnnlab.errors import RnnlabError
 
-CELLS: dict[str, CellFactory] = {
-    "lstm": LSTMCell,
-    "lstm-nofg": partial(LSTMCell, forget_gate=False, forget_bias=None),
-    "peephole": partial(LSTMCell, peephole=True),
-    "gru": GRUCell,
-    "gru-before": partial(GRUCell, reset="before"),
-    "minimal-gru": MinimalGRUCell,
-    "elman": ElmanCell,
-    "elman-relu": partial(ElmanCell, nonlinearity="relu"),
-    "additive": AdditiveCell,
-    "mut1": MUT1Cell,
-    "mut2": MUT2Cell,
-    "mut3": MUT3Cell,
+if TYPE_CHECKING:
+    from rnnlab.core.cells import CellFactory, RecurrentCell
+    from rnnlab.core.layers import Recurrent
+
+
+class CellRef:
+    """A cell factory named by its class's import path and fixed options: ``CellRef(
+    "rnnlab.core.cells:LSTMCell", peephole=True)(input_size, hidden_size)`` builds the cell.
+
+    Args:
+        target: ``"module:Class"``, or the class itself.
+        options: keyword arguments passed to the class (its cell options).
+    """
+
+    def __init__(self, target: str | type, **options: Any) -> None:
+        self.target = target
+        self.options = options
+
+    @property
+    def cls(self) -> type[RecurrentCell]:
+        if isinstance(self.target, str):
+            module, _, name = self.target.partition(":")
+            return getattr(importlib.import_module(module), name)
+        return self.target
+
+    def with_options(self, **options: Any) -> CellRef:
+        return CellRef(self.target, **{**self.options, **options})
+
+    def __call__(self, input_size: int, hidden_size: int, **kwargs: Any) -> RecurrentCell:
+        return self.cls(input_size, hidden_size, **{**self.options, **kwargs})
+
+    def __repr__(self) -> str:
+        target = self.target if isinstance(self.target, str) else self.target.__qualname__
+        options = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"CellRef({target!r}{', ' if options else ''}{options})"
+
+
+_CELLS = "rnnlab.core.cells"
+_MUT = "rnnlab.core.mut"
+
+#: Cell name -> factory ``factory(input_size, hidden_size, **options)``.
+CELLS: dict[str, CellRef] = {
+    "lstm": CellRef(f"{_CELLS}:LSTMCell"),
+    "lstm-nofg": CellRef(f"{_CELLS}:LSTMCell", forget_gate=False, forget_bias=None),
+    "peephole": CellRef(f"{_CELLS}:LSTMCell", peephole=True),
+    "gru": CellRef(f"{_CELLS}:GRUCell"),
+    "gru-before": CellRef(f"{_CELLS}:GRUCell", reset="before"),
+    "minimal-gru": CellRef(f"{_CELLS}:MinimalGRUCell"),
+    "elman": CellRef(f"{_CELLS}:ElmanCell"),
+    "elman-relu": CellRef(f"{_CELLS}:ElmanCell", nonlinearity="relu"),
+    "additive": CellRef(f"{_CELLS}:AdditiveCell"),
+    "mut1": CellRef(f"{_MUT}:MUT1Cell"),
+    "mut2": CellRef(f"{_MUT}:MUT2Cell"),
+    "mut3": CellRef(f"{_MUT}:MUT3Cell"),
 }
 
 #: One-line descriptions, for ``--help`` and docs.
@@ -53,9 +89,9 @@ CELL_HELP: dict[str, str] = {
 }
 
 
-def register_cell(name: str, factory: CellFactory, help: str) -> None:
-    """Make a cell available by name (to the CLI, configs and experiments)."""
-    CELLS[name] = factory
+def register_cell(name: str, factory: type | CellRef, help: str) -> None:
+    """Make a cell available by name (to the command line, configs and experiments)."""
+    CELLS[name] = factory if isinstance(factory, CellRef) else CellRef(factory)
     CELL_HELP[name] = help
 
 
@@ -65,46 +101,91 @@ def cell_factory(
     """The factory for cell ``name``, with layer norm and (LSTM only) a forget-gate bias."""
     if name not in CELLS:
         raise RnnlabError(f"unknown cell {name!r}; choose one of: {', '.join(CELLS)}")
+    ref = CELLS[name]
     options: dict[str, object] = {}
     if layer_norm:
         options["layer_norm"] = True
     if forget_bias is not None:
-        base = CELLS[name]
-        func, kw = (base.func, base.keywords) if isinstance(base, partial) else (base, {})
-        if func is not LSTMCell or kw.get("forget_gate", True) is False:
+        is_lstm = ref.target == f"{_CELLS}:LSTMCell" or getattr(ref.target, "__name__", "") == (
+            "LSTMCell"
+        )
+        if not is_lstm or ref.options.get("forget_gate", True) is False:
             raise RnnlabError(f"forget_bias applies to LSTM cells with a forget gate, not {name!r}")
         options["forget_bias"] = forget_bias
-    return partial(CELLS[name], **options) if options else CELLS[name]
+    return ref.with_options(**options) if options else ref
+
+
+def _cell_help() -> str:
+    return "the recurrent cell: " + "; ".join(f"{n} ({h})" for n, h in CELL_HELP.items())
 
 
 @dataclass(frozen=True)
-class RecurrentConfig:
-    """Everything needed to rebuild a :class:`~rnnlab.core.layers.Recurrent` (stored in
-    checkpoints)."""
+class RecurrentConfig(Config):
+    """Recurrent layer: the cell and the shape of the recurrent layer (stored in checkpoints).
 
-    cell: str = "lstm"
-    input_size: int = 1
-    hidden_size: int = 128
-    num_layers: int = 1
-    bidirectional: bool = False
-    dropout: float = 0.0
-    layer_norm: bool = False
-    forget_bias: float | None = None
+    The input size is not part of it: the model that owns the layer knows what feeds it and
+    passes it to :meth:`build`.
+    """
 
-    def build(self, batch_first: bool = True) -> Recurrent:
-        factory = cell_factory(self.cell, self.layer_norm, self.forget_bias)
+    title = "recurrent layer"
+
+    cell: str = option("lstm", metavar="CELL", help=_cell_help())
+    hidden_size: int = option(
+        128, check=positive, aliases=("--hidden",), help="hidden units per layer"
+    )
+    num_layers: int = option(1, check=positive, aliases=("--layers",), help="stacked layers")
+    bidirectional: bool = option(
+        False,
+        off_aliases=("--unidirectional",),
+        help="also run right to left (--unidirectional: not)",
+    )
+    dropout: float = option(0.0, check=probability, help="dropout between the stacked layers")
+    layer_norm: bool = option(False, help="layer-normalised cells (Ba et al. 2016)")
+    forget_bias: float | None = option(
+        None, help="initial LSTM forget-gate bias (default: the cell's, 1.0)"
+    )
+    backend: str = option(
+        "auto", choices=BACKENDS, help="which implementation runs the recurrence (auto: fastest)"
+    )
+
+    def check(self) -> None:
+        if self.cell not in CELLS:
+            raise RnnlabError(f"unknown cell {self.cell!r}; choose one of: {', '.join(CELLS)}")
+        cell_factory(self.cell, self.layer_norm, self.forget_bias)  # checks forget_bias
+
+    def factory(self) -> CellFactory:
+        """The cell factory this config names."""
+        return cell_factory(self.cell, self.layer_norm, self.forget_bias)
+
+    def build(self, input_size: int, batch_first: bool = True) -> Recurrent:
+        """The layer, reading ``input_size`` features per step."""
+        from rnnlab.core.layers import Recurrent
+
+        kwargs = {} if self.backend == "auto" else {"backend": self.backend}
         return Recurrent(
-            factory,
-            self.input_size,
+            self.factory(),
+            input_size,
             self.hidden_size,
             num_layers=self.num_layers,
             bidirectional=self.bidirectional,
             dropout=self.dropout,
             batch_first=batch_first,
+            **kwargs,
         )
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def describe(self) -> str:
+        """``"2x128 bidirectional gru"``, for a run's first line."""
+        both = "bidirectional " if self.bidirectional else ""
+        norm = "+ln" if self.layer_norm else ""
+        return f"{self.num_layers}x{self.hidden_size} {both}{self.cell}{norm}"
 
 
-__all__ = ["CELLS", "CELL_HELP", "RecurrentConfig", "cell_factory", "register_cell"]
+__all__ = [
+    "BACKENDS",
+    "CELLS",
+    "CELL_HELP",
+    "CellRef",
+    "RecurrentConfig",
+    "cell_factory",
+    "register_cell",
+]

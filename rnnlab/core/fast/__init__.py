@@ -1,72 +1,41 @@
-"""The fast path: every cell's time loop and its backward in C++, used by the layers automatically.
+"""The fast path: every cell's time loop and its backward in C++ (the ``"fast"`` backend).
 
-:class:`rnnlab.core.layers.Recurrent` asks :func:`supports` for each cell and direction; where it
-says yes the loop runs in :func:`scan` instead of the readable reference
-:func:`rnnlab.core.layers.scan`, with the same results (tests/test_fast.py checks outputs, final
-states and every gradient against the reference, for every cell and option). What it covers:
+:class:`rnnlab.core.layers.Recurrent` runs its cells here when its backend is ``"fast"``, or
+``"auto"`` and :func:`why_not` finds nothing against it (see :mod:`rnnlab.core.backend`); the
+results are those of the readable reference :func:`rnnlab.core.layers.scan` (tests/test_fast.py
+and tests/test_backend.py check outputs, final states and every gradient against it, for every
+cell and option). What it covers:
 
-* cells: Elman (tanh, relu), additive, minimal GRU, GRU (reset after or before), LSTM (with or
-  without forget gate, peepholes), Jozefowicz et al.'s MUT1, MUT2 and MUT3, each with or
-  without bias and layer norm; exactly these
-  classes (a subclass may change the math, so it runs the reference);
+* cells that declare a kernel (:meth:`~rnnlab.core.cells.RecurrentCell.kernel`): Elman (tanh,
+  relu), additive, minimal GRU, GRU (reset after or before), LSTM (with or without forget gate,
+  peepholes), Jozefowicz et al.'s MUT1, MUT2 and MUT3, each with or without bias and layer
+  norm (a subclass that overrides the math declares no kernel, so it runs the reference);
 * float32 and float64 CPU tensors; lengths (masking inside the loop) and both directions;
-* first-order gradients (a double backward raises; use :func:`disabled` for it).
+* first-order gradients (a double backward raises; use the ``"reference"`` backend for it).
 
-Everything else (CUDA tensors, half precision, ``return_states=True``, other cells) runs the
-reference loop. The kernels are compiled at first use (see :mod:`rnnlab.core.fast._build`); without
-a compiler one warning is printed and everything runs the reference loop.
-
-Standard cells that are exactly one of torch's fused kernels keep running torch's kernel,
-except where rnnlab's loop was measured faster (:func:`prefers_own_kernel`).
+The kernels are compiled at first use (see :mod:`rnnlab.core.fast._build`); without a compiler
+one warning is printed and ``"auto"`` runs the reference loop.
 
 The kernels keep their large internal buffers (those saved for backward and scratch, never the
 outputs or input gradients) in a cache when freed, so that repeated calls of one shape reuse
 the same memory instead of faulting in fresh pages; at most 256 MiB is kept
 (``RNNLAB_FAST_CACHE_MB``, or :func:`set_cache_limit`; 0 turns it off).
-
-Example::
-
-    >>> with rnnlab.core.fast.disabled():      # force the reference loop, e.g. as a test oracle
-    ...     out, state = layer(x)
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterator
-
 import torch
 from torch import Tensor
 
-from rnnlab.core.cells import RecurrentCell, State
+from rnnlab.core.cells import RecurrentCell
 from rnnlab.core.fast import _build
 from rnnlab.core.fast.function import cell_spec, run
+from rnnlab.core.state import State
 
 _DTYPES = (torch.float32, torch.float64)
 #: torch kernels that rnnlab's own loop beats on CPU (measured with ``rnnlab bench``; see
 #: docs/PERFORMANCE.md). torch.nn.LSTM goes through oneDNN and stays with torch.
 _OWN_FASTER = frozenset({"GRU", "RNN_TANH", "RNN_RELU"})
-_local = threading.local()
-
-
-def enabled() -> bool:
-    """Whether the fast path may be used now (False inside :func:`disabled`)."""
-    return getattr(_local, "disabled", 0) == 0
-
-
-@contextlib.contextmanager
-def disabled() -> Iterator[None]:
-    """Inside this block (in this thread) layers run as if there were no fast path.
-
-    rnnlab's own cells run the reference loop :func:`rnnlab.core.layers.scan`; standard cells run
-    torch's fused kernels. Tests use it to get the oracle; nesting is allowed.
-    """
-    _local.disabled = getattr(_local, "disabled", 0) + 1
-    try:
-        yield
-    finally:
-        _local.disabled -= 1
 
 
 def set_cache_limit(mib: float) -> float:
@@ -89,18 +58,36 @@ def is_available() -> bool:
     return _build.load()
 
 
-def _eligible(x: Tensor) -> bool:
-    return enabled() and x.device.type == "cpu" and x.dtype in _DTYPES and x.numel() > 0
+def why_not(cell: RecurrentCell, x: Tensor) -> str | None:
+    """Why the C++ loop cannot run ``cell`` on inputs like ``x`` (one line), or None if it can.
+
+    Args:
+        cell: a cell.
+        x: the input, or its projection (only its device, dtype and size matter).
+    """
+    if x.device.type != "cpu":
+        return f"it runs on CPU tensors only, got a {x.device.type} tensor"
+    if x.dtype not in _DTYPES:
+        return f"it runs float32 and float64 only, got {x.dtype}"
+    if x.numel() == 0:
+        return "the input is empty"
+    if cell.kernel() is None:
+        return f"{type(cell).__name__} declares no fused kernel (RecurrentCell.kernel() is None)"
+    if cell_spec(cell) is None:
+        return f"{type(cell).__name__}'s layer norms have different epsilons"
+    if not is_available():
+        return "the C++ kernels could not be built (see the warning above)"
+    return None
 
 
-def supports(cell: RecurrentCell, xp: Tensor) -> bool:
-    """True if :func:`scan` can run ``cell`` over the projected inputs ``xp``."""
-    return _eligible(xp) and cell_spec(cell) is not None and is_available()
+def supports(cell: RecurrentCell, x: Tensor) -> bool:
+    """True if :func:`scan` can run ``cell`` over inputs like ``x`` (see :func:`why_not`)."""
+    return why_not(cell, x) is None
 
 
-def prefers_own_kernel(mode: str, x: Tensor) -> bool:
-    """True if rnnlab's loop is faster than torch's kernel ``mode`` ("GRU", ...) for input x."""
-    return mode in _OWN_FASTER and _eligible(x) and is_available()
+def prefers_own_kernel(mode: str) -> bool:
+    """True if rnnlab's loop was measured faster on CPU than torch's kernel ``mode`` ("GRU")."""
+    return mode in _OWN_FASTER
 
 
 def scan(
@@ -125,11 +112,10 @@ def scan(
 
 __all__ = [
     "cached_bytes",
-    "disabled",
-    "enabled",
     "is_available",
     "prefers_own_kernel",
     "scan",
     "set_cache_limit",
     "supports",
+    "why_not",
 ]

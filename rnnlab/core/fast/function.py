@@ -1,11 +1,12 @@
-"""The autograd Function around the C++ loop, and the table from cell classes to kernels.
+"""The autograd Function around the C++ loop, and what it reads from a cell.
 
-:func:`cell_spec` reads a cell's kind, recurrent parameters and layer-norm epsilons; the
-Function passes them with the projected inputs to ``torch.ops.rnnlab_fast.forward`` and
-hand-derived gradients come back from ``torch.ops.rnnlab_fast.backward``. Gradients are
-first-order only: a backward with ``create_graph=True`` raises a clear error (the saved
-activations are not differentiable); run the forward under :func:`rnnlab.core.fast.disabled` to
-differentiate twice through the reference loop.
+:func:`cell_spec` reads a cell's declared kernel (:meth:`RecurrentCell.kernel`), its parameters
+as declared (:meth:`RecurrentCell.weights`) and the layer-norm epsilons; the Function passes
+them with the projected inputs to ``torch.ops.rnnlab_fast.forward`` and hand-derived gradients
+come back from ``torch.ops.rnnlab_fast.backward``. Gradients are first-order only: a backward
+with ``create_graph=True`` raises a clear error (the saved activations are not
+differentiable); run the layer with ``backend="reference"`` (or under
+:func:`rnnlab.core.backend.use_backend`) to differentiate twice through the reference loop.
 """
 
 from __future__ import annotations
@@ -13,20 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx
 
-from rnnlab.core.cells import AdditiveCell, ElmanCell, GRUCell, LSTMCell, MinimalGRUCell, State
-from rnnlab.core.mut import MUT1Cell, MUT2Cell, MUT3Cell
+from rnnlab.core.cells import RecurrentCell
+from rnnlab.core.kernels import Kernel
+from rnnlab.core.state import State
 
-# Kinds as in kernels.h.
-ELMAN_TANH, ELMAN_RELU, ADDITIVE, MINIMAL_GRU, GRU_AFTER, GRU_BEFORE, LSTM, LSTM_NO_FORGET = range(
-    8
-)
-MUT1, MUT2, MUT3 = 8, 9, 10
-_LSTM_KINDS = (LSTM, LSTM_NO_FORGET)
-_GRU_KINDS = (GRU_AFTER, GRU_BEFORE)
-_MUT_KINDS = {MUT1Cell: MUT1, MUT2Cell: MUT2, MUT3Cell: MUT3}
+_LSTM_KINDS = (Kernel.LSTM, Kernel.LSTM_NO_FORGET)
+_GRU_KINDS = (Kernel.GRU_AFTER, Kernel.GRU_BEFORE)
+_MUT_KINDS = (Kernel.MUT1, Kernel.MUT2, Kernel.MUT3)
+_PEEPHOLES = ("weight_ci", "weight_cf", "weight_co")
 _DEFAULT_EPS = 1e-5
 
 
@@ -41,59 +39,45 @@ class CellSpec:
     eps: tuple[float, float, float]
 
 
-def _kind(cell: torch.nn.Module) -> int | None:
-    """The kernel for this exact cell class (subclasses may change the math: no kernel)."""
-    cls = type(cell)
-    if cls is ElmanCell:
-        return ELMAN_TANH if cell.nonlinearity == "tanh" else ELMAN_RELU
-    if cls is AdditiveCell:
-        return ADDITIVE
-    if cls is MinimalGRUCell:
-        return MINIMAL_GRU
-    if cls is GRUCell:
-        return GRU_AFTER if cell.reset == "after" else GRU_BEFORE
-    if cls is LSTMCell:
-        return LSTM if cell.forget_gate else LSTM_NO_FORGET
-    return _MUT_KINDS.get(cls)
-
-
-def cell_spec(cell: torch.nn.Module) -> CellSpec | None:
-    """The kernel inputs of ``cell``, or None if no kernel computes it."""
-    kind = _kind(cell)
+def cell_spec(cell: RecurrentCell) -> CellSpec | None:
+    """The kernel inputs of ``cell``, from its declared kernel and parameters; None if no kernel
+    computes it."""
+    kind = cell.kernel()
     if kind is None:
         return None
-    if kind in _MUT_KINDS.values():
-        return _mut_spec(kind, cell)
-    ln_hh = cell.ln_hh
-    ln_hn = getattr(cell, "ln_hn", None)
-    ln_c = getattr(cell, "ln_cell", None)
-    peep = kind in _LSTM_KINDS and cell.peephole
+    declared = cell.weights()
+    norms: list[nn.LayerNorm] = []
+    if isinstance(cell.ln_hh, nn.ModuleList):
+        norms = list(cell.ln_hh)
+    elif cell.ln_hh is not None:
+        norms = [cell.ln_hh]
+    gains: list[Tensor | None] = [None, None]  # g_hh, g_hn
+    eps_hh = eps_hn = _DEFAULT_EPS
+    if kind in _MUT_KINDS and norms:
+        # MUT1-3: one gain vector, the groups' gains concatenated in row order (torch.cat is
+        # differentiable, so their gradients flow back through it); the kernel has one epsilon
+        # for the gate groups and one for the candidate's.
+        if len({m.eps for m in norms[:-1]}) > 1:
+            return None
+        gains[0] = torch.cat([m.weight for m in norms])
+        eps_hh, eps_hn = float(norms[0].eps), float(norms[-1].eps)
+    elif norms:  # one group, or GRU-before's (r, z) and (n)
+        for g, m in enumerate(norms):
+            gains[g] = m.weight
+        eps_hh = float(norms[0].eps)
+        if len(norms) > 1:
+            eps_hn = float(norms[1].eps)
+    peep = {name: getattr(cell, name) for name in declared.peepholes}
+    ln_c = cell.ln_cell
     params = (
         cell.bias_hh,
-        ln_hh.weight if ln_hh is not None else None,
-        ln_hn.weight if ln_hn is not None else None,
-        cell.weight_ci if peep else None,
-        cell.weight_cf if peep else None,
-        cell.weight_co if peep else None,
+        *gains,
+        *(peep.get(name) for name in _PEEPHOLES),
         ln_c.weight if ln_c is not None else None,
         ln_c.bias if ln_c is not None else None,
     )
-    eps = tuple(float(m.eps) if m is not None else _DEFAULT_EPS for m in (ln_hh, ln_hn, ln_c))
-    return CellSpec(kind, cell.weight_hh, params, eps)
-
-
-def _mut_spec(kind: int, cell: torch.nn.Module) -> CellSpec | None:
-    """MUT1-3: one gain vector, the recurrent groups' layer-norm gains concatenated in row order
-    (torch.cat is differentiable, so their gradients flow back through it)."""
-    norms = list(cell.ln_hh) if cell.ln_hh is not None else []
-    gain, eps = None, (_DEFAULT_EPS, _DEFAULT_EPS, _DEFAULT_EPS)
-    if norms:
-        if len({m.eps for m in norms[:-1]}) > 1:  # the kernel has one epsilon for the gate groups
-            return None
-        gain = torch.cat([m.weight for m in norms])
-        eps = (float(norms[0].eps), float(norms[-1].eps), _DEFAULT_EPS)
-    params = (cell.bias_hh, gain, None, None, None, None, None, None)
-    return CellSpec(kind, cell.weight_hh, params, eps)
+    eps_c = float(ln_c.eps) if ln_c is not None else _DEFAULT_EPS
+    return CellSpec(int(kind), cell.weight_hh, params, (eps_hh, eps_hn, eps_c))
 
 
 class _Scan(torch.autograd.Function):
@@ -132,7 +116,8 @@ class _Scan(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True: a second derivative would be wrong
             raise RuntimeError(
                 "rnnlab.core.fast computes first-order gradients only; for create_graph=True "
-                "(double backward) run the forward under `with rnnlab.core.fast.disabled():`"
+                "(double backward) run the layer with backend='reference' (or under "
+                "`with rnnlab.core.backend.use_backend('reference'):`)"
             )
         tensors = ctx.saved_tensors
         saved = list(tensors[: ctx.n_saved])

@@ -18,7 +18,7 @@ void gru_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, const
                       bool save, std::vector<Tensor>& res) {
   const int64_t T_ = xp.size(0), N = xp.size(1), H = h0.size(1), GH = 3 * H;
   const auto opts = xp.options();
-  const bool masked = mask.defined(), ln = p.g_hh.defined(), before = p.kind == kGRUBefore;
+  const bool masked = mask.defined(), ln = p.g_hh.defined(), before = p.kind == kGruBefore;
   const bool pingpong = masked && !save;
   const int64_t S = save ? T_ : 1;  // slots of the per-step buffers
   Tensor out = at::empty({T_, N, H}, opts);
@@ -122,7 +122,7 @@ void gru_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
   const Tensor &xhat1 = saved[3], &rstd1 = saved[4], &xhat2 = saved[5], &rstd2 = saved[6];
   const int64_t T_ = seq.size(0), N = seq.size(1), H = seq.size(2), GH = 3 * H;
   const auto opts = seq.options();
-  const bool masked = mask.defined(), ln = p.g_hh.defined(), before = p.kind == kGRUBefore;
+  const bool masked = mask.defined(), ln = p.g_hh.defined(), before = p.kind == kGruBefore;
   const int64_t W1 = before ? 2 * H : GH;
   Tensor dxp = at::empty({T_, N, GH}, opts);
   // Gradient of the recurrent pre-activations (what the GEMMs see). Reset-before without layer

@@ -22,27 +22,16 @@
 #include <cmath>
 #include <vector>
 
+// The cell kinds (enum Kind : int64_t { kElmanTanh = 0, ... }): generated at build time from
+// rnnlab.core.kernels.Kernel, the one definition, by rnnlab/core/fast/_build.py.
+#include "kinds.h"
+
 namespace rnnlab_fast {
 
 using at::Tensor;
 using OptTensor = std::optional<Tensor>;
 template <typename T>
 using Vec = at::vec::Vectorized<T>;
-
-// Cell kinds, in the order of rnnlab/fast/__init__.py's table.
-enum Kind : int64_t {
-  kElmanTanh = 0,
-  kElmanRelu = 1,
-  kAdditive = 2,
-  kMinimalGRU = 3,
-  kGRUAfter = 4,
-  kGRUBefore = 5,
-  kLSTM = 6,
-  kLSTMNoForget = 7,
-  kMUT1 = 8,
-  kMUT2 = 9,
-  kMUT3 = 10,
-};
 
 // Everything a cell's step reads besides xp and the state; absent tensors are undefined.
 struct Params {

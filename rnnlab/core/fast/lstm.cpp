@@ -26,7 +26,7 @@ void lstm_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, cons
   const int64_t T_ = xp.size(0), N = xp.size(1), H = h0.size(1), GH = xp.size(2);
   const auto opts = xp.options();
   const bool masked = mask.defined(), ln = p.g_hh.defined(), lnc = p.g_c.defined();
-  const bool forget = p.kind == kLSTM, peep = p.p_i.defined();
+  const bool forget = p.kind == kLstm, peep = p.p_i.defined();
   const Offsets off(forget, H);
   const int64_t S = save ? T_ : 1;
   const bool pingpong = !save;  // c states: all of them, or two slots
@@ -134,7 +134,7 @@ void lstm_backward_impl(const Params& p, const std::vector<Tensor>& saved, const
   const int64_t T_ = seq.size(0), N = seq.size(1), H = seq.size(2), GH = gates.size(2);
   const auto opts = seq.options();
   const bool masked = mask.defined(), ln = p.g_hh.defined(), lnc = p.g_c.defined();
-  const bool forget = p.kind == kLSTM, peep = p.p_i.defined();
+  const bool forget = p.kind == kLstm, peep = p.p_i.defined();
   const Offsets off(forget, H);
   Tensor dxp = at::empty({T_, N, GH}, opts);
   // dR: the gradient of the recurrent pre-activations, a ring of a few steps under layer norm

@@ -31,8 +31,8 @@ struct Layout {
 };
 
 Layout layout_of(int64_t kind, int64_t H) {
-  if (kind == kMUT1) return {1, {0, 0}, {H, 0}, {false, false}, -1, 0, H, 2 * H};
-  if (kind == kMUT2) return {1, {0, 0}, {2 * H, 0}, {false, false}, 0, H, 2 * H, 3 * H};
+  if (kind == kMut1) return {1, {0, 0}, {H, 0}, {false, false}, -1, 0, H, 2 * H};
+  if (kind == kMut2) return {1, {0, 0}, {2 * H, 0}, {false, false}, 0, H, 2 * H, 3 * H};
   return {2, {0, H}, {H, H}, {true, false}, 0, H, 2 * H, 3 * H};
 }
 
@@ -42,7 +42,7 @@ void mut_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, const
   const int64_t T_ = xp.size(0), N = xp.size(1), H = h0.size(1), GH = 3 * H;
   const auto opts = xp.options();
   const bool masked = mask.defined(), ln = p.g_hh.defined(), bias = p.b_hh.defined();
-  const bool mut1 = p.kind == kMUT1, mut3 = p.kind == kMUT3;
+  const bool mut1 = p.kind == kMut1, mut3 = p.kind == kMut3;
   const Layout L = layout_of(p.kind, H);
   const bool pingpong = masked && !save;
   const int64_t S = save ? T_ : 1;  // slots of the per-step buffers
@@ -154,7 +154,7 @@ void mut_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
   const int64_t T_ = seq.size(0), N = seq.size(1), H = seq.size(2), GH = 3 * H;
   const auto opts = seq.options();
   const bool masked = mask.defined(), ln = p.g_hh.defined(), bias = p.b_hh.defined();
-  const bool mut1 = p.kind == kMUT1, mut3 = p.kind == kMUT3;
+  const bool mut1 = p.kind == kMut1, mut3 = p.kind == kMut3;
   const Layout L = layout_of(p.kind, H);
   const int64_t M = L.rows;
   const int64_t lo[3] = {L.lo[0], L.lo[1], L.ncol}, width[3] = {L.width[0], L.width[1], H};

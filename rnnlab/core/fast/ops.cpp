@@ -12,7 +12,7 @@ using OptList = c10::List<std::optional<Tensor>>;
 // params: b_hh, g_hh, g_hn, p_i, p_f, p_o, g_c, b_c (each optional); eps: hh, hn, c.
 Params make_params(int64_t kind, const Tensor& w_hh, const OptList& params,
                    at::ArrayRef<double> eps) {
-  TORCH_CHECK(kind >= kElmanTanh && kind <= kMUT3, "rnnlab_fast: unknown cell kind ", kind);
+  TORCH_CHECK(kind >= kElmanTanh && kind <= kMut3, "rnnlab_fast: unknown cell kind ", kind);
   TORCH_CHECK(params.size() == 8 && eps.size() == 3, "rnnlab_fast: expected 8 params, 3 eps");
   Params p;
   p.kind = kind;
@@ -35,9 +35,9 @@ Tensor mask_or_undefined(const std::optional<Tensor>& mask) {
   return mask->contiguous();
 }
 
-bool is_lstm(int64_t kind) { return kind == kLSTM || kind == kLSTMNoForget; }
-bool is_gru(int64_t kind) { return kind == kGRUAfter || kind == kGRUBefore; }
-bool is_mut(int64_t kind) { return kind >= kMUT1 && kind <= kMUT3; }
+bool is_lstm(int64_t kind) { return kind == kLstm || kind == kLstmNoForget; }
+bool is_gru(int64_t kind) { return kind == kGruAfter || kind == kGruBefore; }
+bool is_mut(int64_t kind) { return kind >= kMut1 && kind <= kMut3; }
 
 std::vector<Tensor> forward(int64_t kind, const Tensor& xp, const Tensor& h0,
                             const std::optional<Tensor>& c0, const Tensor& w_hh,

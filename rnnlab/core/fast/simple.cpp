@@ -24,7 +24,7 @@ void simple_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, co
   // Without a mask the states are the outputs; with one, a separate (or ping-pong) buffer.
   const bool pingpong = masked && !save;
   Tensor seq = masked ? buffer({pingpong ? 2 : T_, N, H}, opts) : out;
-  const int64_t act_width = kind == kAdditive ? H : (kind == kMinimalGRU ? 2 * H : 0);
+  const int64_t act_width = kind == kAdditive ? H : (kind == kMinimalGru ? 2 * H : 0);
   Tensor act = act_width ? buffer({save ? T_ : 1, N, act_width}, opts) : Tensor();
   Tensor xhat = save && ln ? buffer({T_, N, GH}, opts) : Tensor();
   Tensor rstd = save && ln ? at::empty({T_, N}, opts) : Tensor();
