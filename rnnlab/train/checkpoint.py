@@ -53,12 +53,14 @@ class Checkpoint:
         meta: the caller's meta dict (task, model config, vocabulary, ...).
         training_state: the training state with its tensors restored, or None if the
             checkpoint has none.
+        rnnlab_version: the version of rnnlab that wrote it.
     """
 
     path: Path
     state_dict: dict[str, Tensor]
     meta: dict
     training_state: dict | None = field(default=None)
+    rnnlab_version: str | None = None
 
 
 # -- atomic file writes ------------------------------------------------------------------------
@@ -304,26 +306,10 @@ def load_checkpoint(path: Path | str, prefer: str = "best") -> Checkpoint:
             training_state = _unflatten(flat, tensors)
     except (SafetensorError, json.JSONDecodeError, UnicodeDecodeError, KeyError) as exc:
         raise RnnlabError(f"checkpoint {path} is corrupted: {exc}") from None
-    return Checkpoint(path, state_dict, meta, training_state)
-
-
-def load_model(
-    path: Path | str, device: torch.device | str = "cpu", prefer: str = "best"
-) -> tuple[nn.Module, Checkpoint]:
-    """Rebuild the model of a checkpoint (via :func:`rnnlab.tasks.build_model`) in eval mode."""
-    from rnnlab.tasks import build_model
-
-    ckpt = load_checkpoint(path, prefer)
-    model = build_model(ckpt.meta)
-    try:
-        model.load_state_dict(ckpt.state_dict)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = " ".join(line.strip() for line in first[:3])
-        raise RnnlabError(
-            f"checkpoint {ckpt.path} does not match its model config: {detail}"
-        ) from None
-    return model.to(device).eval(), ckpt
+    version = header.get("rnnlab_version")
+    return Checkpoint(
+        path, state_dict, meta, training_state, str(version) if version is not None else None
+    )
 
 
 # -- resuming: the RNG streams and the model's identity -------------------------------------
@@ -360,19 +346,18 @@ def _from_json(obj: Any) -> Any:
 
 def check_same_meta(saved: dict, current: dict, where: Path) -> None:
     """Refuse to resume when the model (task, config, vocabulary) differs from the checkpoint's."""
-    diffs = []
-    for key in sorted(set(saved) | set(current)):
-        a, b = saved.get(key), current.get(key)
+    diffs: list[str] = []
+
+    def compare(a: Any, b: Any, path: str) -> None:
         if a == b:
-            continue
-        if isinstance(a, dict) and isinstance(b, dict):
+            return
+        if isinstance(a, dict) and isinstance(b, dict):  # down to the leaves that differ
             for k in sorted(set(a) | set(b)):
-                if a.get(k) != b.get(k):
-                    diffs.append(
-                        f"{key}.{k}: {_short(a.get(k))} in checkpoint, {_short(b.get(k))} now"
-                    )
+                compare(a.get(k), b.get(k), f"{path}.{k}" if path else k)
         else:
-            diffs.append(f"{key}: {_short(a)} in checkpoint, {_short(b)} now")
+            diffs.append(f"{path}: {_short(a)} in checkpoint, {_short(b)} now")
+
+    compare(saved, current, "")
     if diffs:
         raise RnnlabError(
             f"cannot resume {where}: the model options differ from the checkpoint's ("
@@ -394,7 +379,6 @@ __all__ = [
     "atomic_write_text",
     "check_same_meta",
     "load_checkpoint",
-    "load_model",
     "resolve_checkpoint",
     "rng_state",
     "save_checkpoint",

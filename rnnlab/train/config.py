@@ -1,103 +1,141 @@
-"""How to train: :class:`TrainConfig`, the learning-rate schedule and the optimizer.
+"""How to train: :class:`TrainConfig` and the learning-rate schedule, a pure function of progress.
 
-Kept apart from the loop in :mod:`rnnlab.train.trainer` so that a config can be built, validated and
-stored with a checkpoint without importing the trainer.
+Torch-free, so that a config can be built, validated, stored with a checkpoint and turned into
+command-line flags without importing torch; the trainer (:mod:`rnnlab.train.trainer`) builds the
+optimizer from it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import re
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
+from rnnlab.config import Check, Config, fraction, non_negative, option, positive
 from rnnlab.errors import RnnlabError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "linear", "step")
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"90"``, ``"90s"``, ``"1.5m"``, ``"10m"``, ``"1h"``, ``"1h30m"``."""
+    s = str(text).strip().lower()
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)\s*(h|min|m|s|)", s)
+    if not s or "".join(n + u for n, u in parts) != s.replace(" ", ""):
+        raise RnnlabError(f"invalid duration {text!r}: expected e.g. 90, 90s, 10m, 1h or 1h30m")
+    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not seconds > 0:
+        raise RnnlabError(f"invalid duration {text!r}: must be more than 0 seconds")
+    return seconds
+
+
+#: (0, 1]: the step schedule's factor and period
+_UP_TO_ONE = Check(lambda v: 0 < v <= 1, "in (0, 1]")
+#: a seed torch.manual_seed takes
+_SEED = Check(lambda v: 0 <= v < 2**63, "in [0, 2**63)")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything about how to train (not what): stored with every checkpoint.
+class TrainConfig(Config):
+    """Training: how to train (not what); stored with every checkpoint.
 
-    Args:
-        optimizer: "adam", "adamw" or "sgd".
-        lr: peak learning rate.
-        weight_decay: L2 (adam, sgd) or decoupled (adamw) weight decay.
-        beta2: Adam's/AdamW's second-moment decay (0.99 adapts faster on short runs).
-        momentum: SGD momentum.
-        schedule: "constant", "cosine" (to ``min_lr``), "linear" (to ``min_lr``) or "step"
-            (times ``step_gamma`` every ``step_every`` of the run), after ``warmup_steps``.
-        warmup_steps: linear warm-up from 0 over this many steps.
-        min_lr: the floor of the cosine and linear schedules.
-        step_gamma, step_every: the step schedule's factor and period (a fraction of the run).
-        max_steps: stop after this many optimizer steps (None: no limit).
-        max_epochs: stop after this many epochs (None: no limit).
-        time_budget: stop after this many seconds of training, counted across resumes (None: no
-            limit). The schedules decay over the tightest of the three limits.
-        clip_norm: clip the global gradient norm to this (Pascanu et al., 2013); None or 0: off.
-        norm_stabilizer: beta of Krueger & Memisevic's (2016) penalty
-            ``beta * mean_t (||h_t|| - ||h_{t-1}||)^2`` on every ``Recurrent`` output; 0: off.
-        eval_every: validate every this many steps (and at the end).
-        patience: stop after this many validations without improvement (None: never).
-        seed: seeds torch, numpy and random at the start of a fresh run.
-        log_every: write a row of ``metrics.csv`` every this many steps.
-        tensorboard: also log to ``out_dir/tensorboard``.
-        progress: show a tqdm progress bar.
+    The schedules decay over the tightest of the run's limits (``max_steps``, ``max_epochs``,
+    ``time_budget``); giving any limit on the command line or in a config file replaces the
+    default limits.
     """
 
-    optimizer: str = "adam"
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    beta2: float = 0.999
-    momentum: float = 0.9
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    min_lr: float = 0.0
-    step_gamma: float = 0.5
-    step_every: float = 0.25
-    max_steps: int | None = None
-    max_epochs: int | None = None
-    time_budget: float | None = None
-    clip_norm: float | None = 5.0
-    norm_stabilizer: float = 0.0
-    eval_every: int = 200
-    patience: int | None = None
-    seed: int = 0
-    log_every: int = 10
-    tensorboard: bool = False
-    progress: bool = True
+    title = "training"
 
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise RnnlabError(f"unknown optimizer {self.optimizer!r}; choose {OPTIMIZERS}")
-        if self.schedule not in SCHEDULES:
-            raise RnnlabError(f"unknown schedule {self.schedule!r}; choose {SCHEDULES}")
-        positive = {"lr": self.lr, "eval_every": self.eval_every, "log_every": self.log_every}
-        for name in ("max_steps", "max_epochs", "time_budget", "patience"):
-            if getattr(self, name) is not None:
-                positive[name] = getattr(self, name)
-        for name, value in positive.items():
-            if not value > 0:
-                raise RnnlabError(f"{name} must be > 0, got {value!r}")
-        nonneg = {
-            "weight_decay": self.weight_decay,
-            "momentum": self.momentum,
-            "warmup_steps": self.warmup_steps,
-            "min_lr": self.min_lr,
-            "norm_stabilizer": self.norm_stabilizer,
-            "clip_norm": self.clip_norm or 0.0,
-        }
-        for name, value in nonneg.items():
-            if not value >= 0:
-                raise RnnlabError(f"{name} must be >= 0, got {value!r}")
-        if not 0 < self.beta2 < 1:
-            raise RnnlabError(f"beta2 must be in (0, 1), got {self.beta2!r}")
-        if not 0 < self.step_gamma <= 1 or not 0 < self.step_every <= 1:
-            raise RnnlabError("step_gamma and step_every must be in (0, 1]")
+    batch_size: int = option(32, check=positive, aliases=("--batch",), help="batch size")
+    optimizer: str = option("adam", choices=OPTIMIZERS, help="the optimizer")
+    lr: float = option(2e-3, check=positive, help="peak learning rate")
+    weight_decay: float = option(
+        0.0, check=non_negative, help="L2 (adam, sgd) or decoupled (adamw) weight decay"
+    )
+    beta2: float = option(
+        0.999,
+        check=fraction,
+        help="Adam/AdamW second-moment decay (0.99 adapts faster on short runs)",
+    )
+    momentum: float = option(0.9, check=non_negative, help="SGD momentum")
+    schedule: str = option(
+        "constant",
+        choices=SCHEDULES,
+        help="learning-rate schedule after the warm-up: cosine and linear decay to --min-lr, "
+        "step multiplies by --step-gamma every --step-every of the run",
+    )
+    warmup_steps: int = option(
+        0, check=non_negative, aliases=("--warmup",), help="linear warm-up steps from 0"
+    )
+    min_lr: float = option(0.0, check=non_negative, help="floor of the cosine/linear schedules")
+    step_gamma: float = option(
+        0.5,
+        check=_UP_TO_ONE,
+        help="factor of the step schedule",
+    )
+    step_every: float = option(
+        0.25,
+        check=_UP_TO_ONE,
+        help="period of the step schedule, a fraction of the run",
+    )
+    max_steps: int | None = option(
+        None, check=positive, group="limit", help="stop after this many optimizer steps"
+    )
+    max_epochs: int | None = option(
+        None,
+        check=positive,
+        group="limit",
+        aliases=("--epochs",),
+        help="stop after this many epochs",
+    )
+    time_budget: float | None = option(
+        None,
+        check=positive,
+        group="limit",
+        parse=parse_duration,
+        metavar="DURATION",
+        help="stop after this much training time (counted across resumes), e.g. 90s, 10m, 1h",
+    )
+    clip_norm: float | None = option(
+        5.0,
+        check=non_negative,
+        aliases=("--clip",),
+        help="clip the global gradient norm to this (Pascanu et al. 2013); 0 = off",
+    )
+    norm_stabilizer: float = option(
+        0.0,
+        check=non_negative,
+        metavar="BETA",
+        help="Krueger & Memisevic's (2016) penalty beta * mean_t (||h_t|| - ||h_{t-1}||)^2 on "
+        "every recurrent layer's outputs; 0 = off",
+    )
+    eval_every: int = option(200, check=positive, help="validate and checkpoint every N steps")
+    patience: int | None = option(
+        None, check=positive, help="early stopping after N validations without improvement"
+    )
+    seed: int = option(
+        0,
+        check=_SEED,
+        help="seeds torch, numpy and random at the start of a fresh run",
+    )
+    log_every: int = option(10, check=positive, help="write a row of metrics.csv every N steps")
+    tensorboard: bool = option(False, help="also log to RUN/tensorboard")
+    progress: bool = option(True, help="show a progress bar")
+
+    def limited(self) -> bool:
+        """Whether the run has a length (steps, epochs or time)."""
+        return bool(self.max_steps or self.max_epochs or self.time_budget)
+
+    def describe_limits(self) -> str:
+        """``"time budget 180s, epochs 12"``: the run's limits, for its first line."""
+        parts = [
+            ("time budget", f"{self.time_budget:g}s" if self.time_budget else None),
+            ("max steps", self.max_steps),
+            ("epochs", self.max_epochs),
+        ]
+        return ", ".join(f"{name} {value}" for name, value in parts if value)
 
 
 def lr_at(step: int, config: TrainConfig, progress: float | None = None) -> float:
@@ -125,19 +163,4 @@ def lr_at(step: int, config: TrainConfig, progress: float | None = None) -> floa
     return hi
 
 
-def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer named by ``config.optimizer``."""
-    params = list(params)
-    betas = (0.9, config.beta2)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(
-            params, lr=config.lr, betas=betas, weight_decay=config.weight_decay
-        )
-    return torch.optim.SGD(
-        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-
-
-__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "lr_at", "make_optimizer"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "lr_at", "parse_duration"]

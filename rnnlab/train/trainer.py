@@ -8,7 +8,8 @@ checkpoint kept separately, early stopping, a wall-clock budget, a stop on NaN/I
 What a task provides:
 
 * ``batches(epoch) -> Iterable[batch]``: the epoch's batches, a deterministic function of the
-  epoch (seed any shuffling with it) so that a resumed run sees the same batches.
+  epoch (seed any shuffling with it) so that a resumed run sees the same batches; with a
+  ``len(batches)`` (batches per epoch), an epoch limit can set the schedule's length.
 * ``loss_fn(model, batch) -> (loss, n_tokens)``: default ``output, loss = model(*batch)`` with
   ``n_tokens`` the batch size. A loss function that carries state across batches (the language
   model's truncated BPTT) exposes ``state_dict()`` / ``load_state_dict()`` (tensors and JSON
@@ -27,7 +28,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,9 +46,24 @@ from rnnlab.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from rnnlab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig, lr_at, make_optimizer
+from rnnlab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig, lr_at
 from rnnlab.train.regularizers import NormStabilizer
 from rnnlab.train.runlog import RunLog, plot_loss_curves
+
+
+def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer named by ``config.optimizer``."""
+    params = list(params)
+    betas = (0.9, config.beta2)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(
+            params, lr=config.lr, betas=betas, weight_decay=config.weight_decay
+        )
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
 
 
 class LossFn(Protocol):
@@ -103,6 +119,8 @@ class Trainer:
             checkpoint is still written every ``eval_every`` steps).
         meta: JSON-serialisable, saved with every checkpoint (``task``, ``model_config``, ...).
         resume: continue the run in ``out_dir/last`` exactly where it stopped.
+        identity: the keys of ``meta`` that must equal the checkpoint's for a resume (the
+            model and its data; default: all of them).
 
     Example::
 
@@ -119,6 +137,7 @@ class Trainer:
         evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
         meta: dict | None = None,
         resume: bool = False,
+        identity: Sequence[str] | None = None,
     ) -> None:
         self.model = model
         self.config = config
@@ -127,6 +146,7 @@ class Trainer:
         self.evaluate = evaluate
         self.meta = dict(meta or {})
         self.resume = resume
+        self.identity = tuple(identity) if identity is not None else None
         if resume and self.out_dir is None:
             raise RnnlabError("resume needs an output directory")
         self.device = next(model.parameters()).device
@@ -144,6 +164,7 @@ class Trainer:
         self.bad_evals = 0
         self.last_metrics: dict[str, float] = {}
         self.steps_per_epoch: int | None = None
+        self.restored = False
 
     # -- progress and schedule ---------------------------------------------------------
     def progress(self) -> float | None:
@@ -190,7 +211,7 @@ class Trainer:
             "best_step": self.best_step,
             "bad_evals": self.bad_evals,
             "last_metrics": self.last_metrics,
-            "train_config": asdict(self.config),
+            "train_config": self.config.to_meta(),
             "rng": rng_state(),
         }
         if hasattr(self.loss_fn, "state_dict"):
@@ -206,13 +227,27 @@ class Trainer:
             state, optimizer = {"step": self.step, "metrics": self.last_metrics}, None
         save_checkpoint(self.out_dir / name, self.model, self.meta, state, optimizer)
 
-    def _load(self) -> None:
+    def restore(self) -> None:
+        """Load the run in ``out_dir/last`` (weights, optimizer, position, RNG, the loss
+        function's state), refusing a checkpoint whose model or optimizer differ. :meth:`fit`
+        calls it when resuming, unless it was called already."""
         assert self.out_dir is not None
         ckpt = load_checkpoint(self.out_dir, prefer="last")
         s = ckpt.training_state
         if s is None or "rng" not in s:
             raise RnnlabError(f"cannot resume from {ckpt.path}: it holds no training state")
-        check_same_meta(ckpt.meta, self.meta, ckpt.path)
+        saved, current = ckpt.meta, self.meta
+        if self.identity is not None:
+            if not isinstance(saved, dict) or "vocabs" not in saved:
+                version = ckpt.rnnlab_version or "an older version"
+                raise RnnlabError(
+                    f"cannot resume {ckpt.path}: it was written by rnnlab {version}, which this "
+                    "rnnlab does not resume (its checkpoints still load for sampling and "
+                    "evaluation); start a new run"
+                )
+            saved = {k: saved.get(k) for k in self.identity}
+            current = {k: current.get(k) for k in self.identity}
+        check_same_meta(saved, current, ckpt.path)
         saved = s.get("train_config", {}).get("optimizer")
         if saved != self.config.optimizer:
             raise RnnlabError(
@@ -232,6 +267,7 @@ class Trainer:
         if "loss_fn" in s and hasattr(self.loss_fn, "load_state_dict"):
             self.loss_fn.load_state_dict(_to_device(s["loss_fn"], self.device))
         set_rng_state(s["rng"])
+        self.restored = True
 
     # -- one step, one validation ------------------------------------------------------
     def train_step(self, batch: Any) -> tuple[float, int, float | None] | None:
@@ -297,14 +333,14 @@ class Trainer:
         c = self.config
         if not (c.max_steps or c.max_epochs or c.time_budget):
             raise RnnlabError("give a limit: max_steps, max_epochs or a time budget")
-        if self.resume:
-            self._load()
+        if self.resume and not self.restored:
+            self.restore()
         else:
             torch.manual_seed(c.seed)
             np.random.seed(c.seed % 2**32)
             random.seed(c.seed)
         try:
-            self.steps_per_epoch = len(batches(self.epoch))  # type: ignore[arg-type]
+            self.steps_per_epoch = len(batches)  # type: ignore[arg-type]
         except TypeError:
             self.steps_per_epoch = None
         self._check_horizon()
