@@ -1,7 +1,9 @@
-"""Vocabularies and padded batches for the task models (tokens in, integer ids out).
+"""The vocabulary of every task: tokens (characters, words, tags, class labels) to ids and back.
 
-Models see only integer ids; a :class:`Vocab` maps tokens (characters, words, tags) to ids and
-back and is stored in checkpoints as its list of tokens. The special tokens are ``<pad>`` (id 0,
+Models see only integer ids; a :class:`Vocab` maps tokens to ids and back and is stored in
+checkpoints as its list of tokens (:meth:`Vocab.to_meta`). A character language model's
+vocabulary is the sorted characters of its text with no special token; a word model's has
+``<unk>``; a tag set or a list of class labels has none. The special tokens are ``<pad>`` (id 0,
 never predicted, masked out of every loss), ``<sos>`` and ``<eos>`` (start and end of a generated
 sequence; captioning names them ``<start>`` and ``<end>``) and ``<unk>`` (any unknown token).
 """
@@ -11,13 +13,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-import torch
-from torch import Tensor
-
 from rnnlab.errors import RnnlabError
 
 PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
-SPECIALS = (PAD, SOS, EOS, UNK)
 
 
 class Vocab:
@@ -124,8 +122,24 @@ class Vocab:
             return unk
         return i
 
+    def unknown(self, tokens: Iterable[str]) -> list[str]:
+        """The distinct tokens of ``tokens`` that are not in the vocabulary, in order of first
+        appearance (``<unk>`` stands for them, if the vocabulary has it)."""
+        return [t for t in dict.fromkeys(tokens) if t not in self.stoi]
+
     def encode(self, tokens: Iterable[str], sos: bool = False, eos: bool = False) -> list[int]:
-        """Ids of ``tokens``, optionally after ``<sos>`` and/or before ``<eos>``."""
+        """Ids of ``tokens``, optionally after ``<sos>`` and/or before ``<eos>``.
+
+        Raises:
+            RnnlabError: naming the unknown tokens, for a vocabulary without ``<unk>``.
+        """
+        tokens = list(tokens)
+        if self.unk_id is None:
+            missing = self.unknown(tokens)
+            if missing:
+                shown = ", ".join(repr(t) for t in missing[:10])
+                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+                raise RnnlabError(f"not in the model's vocabulary: {shown}{more}")
         ids = [self.index(t) for t in tokens]
         if sos:
             ids.insert(0, self._required("sos"))
@@ -157,36 +171,26 @@ class Vocab:
         return {"tokens": list(self.itos), **self.specials}
 
     @classmethod
-    def from_meta(cls, meta: dict) -> Vocab:
-        return cls(meta["tokens"], meta["pad"], meta["sos"], meta["eos"], meta["unk"])
+    def from_meta(cls, meta: object) -> Vocab:
+        """The vocabulary :meth:`to_meta` described (also rnnlab 0.1.0's language-model
+        vocabularies, ``{"kind": "char" | "word", "tokens": [...]}``)."""
+        if not isinstance(meta, dict) or not isinstance(meta.get("tokens"), list):
+            raise RnnlabError(f"not a vocabulary: {str(meta)[:60]}")
+        tokens = meta["tokens"]
+        if not all(isinstance(t, str) for t in tokens):
+            raise RnnlabError("a vocabulary's tokens must be strings")
+        if "kind" in meta:  # rnnlab 0.1.0: characters without specials, or words with <unk>
+            unk = UNK if meta["kind"] == "word" else None
+            return cls(tokens, pad=None, sos=None, eos=None, unk=unk)
+        roles = [meta.get(k) for k in ("pad", "sos", "eos", "unk")]
+        if not all(r is None or isinstance(r, str) for r in roles):
+            raise RnnlabError("a vocabulary's special tokens must be strings or null")
+        return cls(tokens, *roles)
+
+    @classmethod
+    def of_labels(cls, labels: Iterable[str]) -> Vocab:
+        """A vocabulary of labels (classes, tags, languages): no special token, given order."""
+        return cls(list(labels), pad=None, sos=None, eos=None, unk=None)
 
 
-def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[Tensor, Tensor]:
-    """Right-pad id sequences into a batch.
-
-    Returns:
-        ``(ids (N, T) long, lengths (N,) long)`` with T the longest length.
-    """
-    if not seqs:
-        raise RnnlabError("cannot make a batch of no sequences")
-    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-    if int(lengths.min()) < 1:
-        raise RnnlabError("cannot batch an empty sequence")
-    out = torch.full((len(seqs), int(lengths.max())), pad_id, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
-    return out, lengths
-
-
-def batch_indices(n: int, batch_size: int, shuffle: bool = True, seed: int = 0) -> list[list[int]]:
-    """Indices ``0..n-1`` in batches of ``batch_size`` (the last one may be smaller),
-    shuffled reproducibly by ``seed`` (pass ``seed + epoch`` for a new order each epoch)."""
-    if shuffle:
-        g = torch.Generator().manual_seed(seed)
-        order = torch.randperm(n, generator=g).tolist()
-    else:
-        order = list(range(n))
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
-
-
-__all__ = ["EOS", "PAD", "SOS", "SPECIALS", "UNK", "Vocab", "batch_indices", "pad_batch"]
+__all__ = ["EOS", "PAD", "SOS", "UNK", "Vocab"]
