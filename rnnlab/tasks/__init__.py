@@ -1,42 +1,69 @@
-"""Task models, one file per task, and the table that rebuilds any of them from a checkpoint.
+"""The tasks: one folder per task (data, model, task object), and the table that names them.
 
-Each task module defines a frozen config dataclass, a model whose ``forward(inputs, targets=None)``
-returns ``(output, loss)``, and ``from_meta(meta) -> nn.Module`` to rebuild it from the ``meta``
-stored with its checkpoints (``{"task": NAME, "model_config": {...}, ...}``).
+Every task is a :class:`~rnnlab.tasks.base.Task` object; :mod:`rnnlab.tasks.runner` trains any of
+them and loads any of their checkpoints. A new task is one object: register it with
+:func:`register_task`, or from another package through the ``rnnlab.tasks`` entry-point group
+(``name = "package.module:TASK"``), and ``rnnlab train NAME`` and its commands exist.
 """
 
 from __future__ import annotations
 
 import importlib
-
-from torch import nn
+from importlib import metadata
+from typing import TYPE_CHECKING
 
 from rnnlab.errors import RnnlabError
 
-#: Task name (``meta["task"]``) -> the module that defines its ``from_meta``. One line per task.
+if TYPE_CHECKING:
+    from rnnlab.tasks.base import Task
+
+#: Task name -> ``"module:attribute"`` of its task object. One line per task.
 TASKS: dict[str, str] = {
-    "lm": "rnnlab.tasks.lm.model",
-    "classify": "rnnlab.tasks.classify.model",
-    "tag": "rnnlab.tasks.tag.model",
-    "seq2seq": "rnnlab.tasks.seq2seq.model",
-    "names": "rnnlab.tasks.names.model",
-    "caption": "rnnlab.tasks.caption.model",
+    "lm": "rnnlab.tasks.lm.task:TASK",
+    "classify": "rnnlab.tasks.classify.task:TASK",
+    "tag": "rnnlab.tasks.tag.task:TASK",
+    "seq2seq": "rnnlab.tasks.seq2seq.task:TASK",
+    "names": "rnnlab.tasks.names.task:TASK",
+    "caption": "rnnlab.tasks.caption.task:TASK",
 }
+_LOADED: dict[str, Task] = {}
+_PLUGINS_READ = False
 
 
-def build_model(meta: dict) -> nn.Module:
-    """Rebuild a task model from its checkpoint ``meta`` (weights not loaded)."""
-    task = meta.get("task") if isinstance(meta, dict) else None
-    if task not in TASKS:
-        raise RnnlabError(
-            f"checkpoint is for task {task!r}, which this rnnlab does not know "
-            f"(known: {', '.join(sorted(TASKS))})"
-        )
-    module = importlib.import_module(TASKS[task])
-    try:
-        return module.from_meta(meta)
-    except (KeyError, TypeError) as exc:
-        raise RnnlabError(f"checkpoint meta for task {task!r} is incompatible: {exc}") from None
+def register_task(task: Task) -> Task:
+    """Make ``task`` known by its name (to ``rnnlab train``, the commands and the loader)."""
+    TASKS[task.name] = f"{type(task).__module__}:{type(task).__qualname__}"
+    _LOADED[task.name] = task
+    return task
 
 
-__all__ = ["TASKS", "build_model"]
+def _read_plugins() -> None:
+    global _PLUGINS_READ
+    if _PLUGINS_READ:
+        return
+    _PLUGINS_READ = True
+    for entry in metadata.entry_points(group="rnnlab.tasks"):
+        TASKS.setdefault(entry.name, entry.value)
+
+
+def task_names() -> list[str]:
+    """Every known task, built in and registered."""
+    _read_plugins()
+    return list(TASKS)
+
+
+def get_task(name: str) -> Task:
+    """The task object called ``name``."""
+    if name in _LOADED:
+        return _LOADED[name]
+    if name not in TASKS:
+        _read_plugins()
+    if name not in TASKS:
+        raise RnnlabError(f"unknown task {name!r}; this rnnlab knows: {', '.join(sorted(TASKS))}")
+    module, _, attr = TASKS[name].partition(":")
+    task = getattr(importlib.import_module(module), attr)
+    _LOADED[name] = task
+    return task
+
+
+__all__ = ["TASKS", "get_task", "register_task", "task_names"]

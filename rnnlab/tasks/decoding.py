@@ -1,18 +1,25 @@
-"""Decoding: choosing the next token from a model's scores.
+"""Decoding: the one loop that generates from any model's ``step``, and beam search.
 
-Sampling with temperature and top-k (and greedy decoding as temperature 0); beam search with
-length normalisation for models that score whole sequences (the encoder-decoder). Shapes:
-N batch, V vocabulary size, B beams.
+A model generates through a step function ``step(tokens (N,), state) -> (logits (N, V), state)``
+(the next-token scores after feeding ``tokens``). :func:`generate` samples one token per row
+from the current scores (temperature and top-k; temperature 0 takes the most likely, greedy
+decoding), yields it, and feeds it back, until ``max_len`` tokens or every row has produced
+``<eos>``; :func:`collect` turns its output into id lists. :func:`beam_search` keeps the best
+prefixes instead (length-normalised), for models that score whole sequences. Every task model
+(the language model, the name generator, the captioner, the encoder-decoder) decodes with these.
+
+Shapes: N batch, V vocabulary size, B beams.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 S = TypeVar("S")
 
@@ -59,6 +66,78 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def forbid(logits: Tensor, ids: Sequence[int]) -> Tensor:
+    """``logits`` with -inf at ``ids``: tokens a decoder must never emit (``<pad>``, ``<sos>``)."""
+    out = logits.clone()
+    out[..., list(ids)] = float("-inf")
+    return out
+
+
+def generate(
+    step: Callable[[Tensor, S], tuple[Tensor, S]],
+    logits: Tensor,
+    state: S,
+    max_len: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+    eos: int | None = None,
+    never: Sequence[int] = (),
+) -> Iterator[Tensor]:
+    """Generate up to ``max_len`` tokens per row, yielding each step's tokens (N,) as drawn.
+
+    Args:
+        step: the model's step function (see the module docstring).
+        logits: (N, V) the scores of the first token (after the prompt).
+        state: the state those scores came from, for ``step``.
+        max_len: the most tokens generated.
+        temperature, top_k, generator: as :func:`sample_next` (temperature 0: greedy).
+        eos: the end token: stop once every row has produced it (rows that ended keep being
+            sampled, so a seeded generator draws the same numbers whatever ends first).
+        never: ids never emitted (their scores set to -inf).
+
+    Example::
+
+        >>> step = lambda tokens, state: (torch.tensor([[0.0, 1.0, 3.0]]), state)
+        >>> [int(t) for t in generate(step, torch.tensor([[0.0, 5.0, 1.0]]), None, 3, 0.0)]
+        [1, 2, 2]
+    """
+    done: Tensor | None = None
+    for i in range(max_len):
+        scores = forbid(logits, never) if never else logits
+        token = sample_next(scores, temperature, top_k, generator)  # (N,)
+        yield token
+        if eos is not None:
+            ended = token == eos
+            done = ended if done is None else done | ended
+            if bool(done.all()):
+                return
+        if i + 1 < max_len:
+            logits, state = step(token, state)
+
+
+def collect(tokens: Iterable[Tensor], eos: int | None = None) -> list[list[int]]:
+    """The sequences :func:`generate` yields, as id lists per row, each cut before its ``eos``."""
+    steps = [t.tolist() for t in tokens]
+    if not steps:
+        return []
+    rows = [list(row) for row in zip(*steps)]
+    if eos is None:
+        return rows
+    return [row[: row.index(eos)] if eos in row else row for row in rows]
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode (no dropout) inside the block, its own mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 # -- beam search ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Hypothesis:
@@ -87,6 +166,16 @@ def _reorder_dim0(state: object, index: Tensor) -> object:
     raise TypeError(f"cannot reorder a state of type {type(state).__name__}; pass reorder_state")
 
 
+def _device_of(state: object) -> torch.device:
+    if isinstance(state, Tensor):
+        return state.device
+    if isinstance(state, (tuple, list)):
+        for s in state:
+            if isinstance(s, Tensor):
+                return s.device
+    return torch.device("cpu")
+
+
 def length_normalized(log_prob: float, length: int, length_penalty: float) -> float:
     """``log_prob / length ** length_penalty`` (0: the raw log-probability; 1: per token)."""
     return log_prob / max(length, 1) ** length_penalty
@@ -102,6 +191,7 @@ def beam_search(
     max_len: int = 50,
     length_penalty: float = 1.0,
     reorder_state: Callable[[S, Tensor], S] | None = None,
+    device: torch.device | str | None = None,
 ) -> list[Hypothesis]:
     r"""Beam search for the most likely sequence of one input.
 
@@ -127,6 +217,8 @@ def beam_search(
         length_penalty: :math:`\alpha` above.
         reorder_state: ``reorder_state(state, index (B',)) -> state`` selecting the states of the
             kept prefixes; default: ``index_select(0, index)`` on every tensor of the state.
+        device: where the model runs (the first token is made there); default: the device of
+            the state's first tensor, else the CPU.
 
     Returns:
         The finished hypotheses (and, if ``max_len`` was reached, the unfinished ones), best
@@ -144,10 +236,12 @@ def beam_search(
         raise ValueError(f"beam_size must be a positive integer, got {beam_size!r}")
     if not isinstance(max_len, int) or max_len < 1:
         raise ValueError(f"max_len must be a positive integer, got {max_len!r}")
+    if device is None:
+        device = _device_of(init_state)
     reorder = reorder_state or _reorder_dim0
     prefixes: list[list[int]] = [[]]
     scores = torch.zeros(1)
-    last = torch.tensor([sos])
+    last = torch.tensor([sos], device=device)
     state = init_state
     finished: list[Hypothesis] = []
     for _ in range(max_len):
@@ -191,4 +285,13 @@ def beam_search(
     return sorted(finished, key=lambda h: h.score, reverse=True)
 
 
-__all__ = ["Hypothesis", "beam_search", "length_normalized", "sample_next"]
+__all__ = [
+    "Hypothesis",
+    "beam_search",
+    "collect",
+    "evaluating",
+    "forbid",
+    "generate",
+    "length_normalized",
+    "sample_next",
+]

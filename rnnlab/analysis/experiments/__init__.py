@@ -20,7 +20,7 @@ from types import ModuleType
 from rnnlab.analysis.experiments.results import Result, format_table, write
 from rnnlab.errors import RnnlabError
 
-#: name -> module (imported on use: each pulls in what only it needs).
+#: name -> module (imported on use; each pulls in what only it needs).
 EXPERIMENTS: dict[str, str] = {
     "latch": "rnnlab.analysis.experiments.latch",
     "adding": "rnnlab.analysis.experiments.adding",

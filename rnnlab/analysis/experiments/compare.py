@@ -39,13 +39,14 @@ from rnnlab.analysis.experiments.seeds import (
     SeedEnsemble,
     TrainSettings,
     closest_size,
-    count_parameters,
+    sequence_model_parameters,
     train,
 )
 from rnnlab.analysis.experiments.tasks import Adding
 from rnnlab.analysis.experiments.units import UnitStore
 from rnnlab.core.cells import CellFactory
 from rnnlab.core.registry import cell_factory
+from rnnlab.tasks.runner import count_parameters
 
 DESCRIPTION = "every cell (and MUT1-3, LSTM forget bias 0 vs 1) at equal size on LM, adding, names"
 
@@ -132,7 +133,7 @@ METRICS = {"lm": ("val_bpc", False), "adding": ("test_mse", False), "names": ("t
 def _count(build: Callable[[int], nn.Module]) -> Callable[[int], int]:
     def count(H: int) -> int:
         with torch.device("meta"):
-            return sum(p.numel() for p in build(H).parameters())
+            return count_parameters(build(H))
 
     return count
 
@@ -146,17 +147,19 @@ def _trainer_config(steps: int, lr: float, seed: int):
 
 
 def _run_lm(label: str, s: LMSetting, seeds: int, log: Callable[[str], None]) -> list[dict]:
-    from rnnlab.tasks.lm.data import CharVocab, StreamBatches, read_corpus, split_ids
+    from rnnlab.core.registry import RecurrentConfig
+    from rnnlab.tasks.lm.data import StreamBatches, build_vocab, encode_text, read_corpus, split_ids
     from rnnlab.tasks.lm.model import RNNLM, LMConfig, TBPTTLoss, make_evaluator
     from rnnlab.train.trainer import Trainer
 
     text = read_corpus()[: s.chars]
-    vocab = CharVocab.from_text(text)
-    train_ids, val_ids = split_ids(vocab.encode(text), 0.1)
+    vocab = build_vocab(text)
+    train_ids, val_ids = split_ids(encode_text(vocab, text), 0.1)
     name, fb = VARIANTS[label]
 
     def config(H: int) -> LMConfig:
-        return LMConfig(len(vocab), name, H, 1, s.embedding, dropout=0.0, forget_bias=fb)
+        rnn = RecurrentConfig(cell=name, hidden_size=H, num_layers=1, forget_bias=fb)
+        return LMConfig(vocab_size=len(vocab), embedding_size=s.embedding, rnn=rnn)
 
     H = closest_size(_count(lambda H: RNNLM(config(H))), s.budget)
     rows = []
@@ -180,7 +183,8 @@ def _run_lm(label: str, s: LMSetting, seeds: int, log: Callable[[str], None]) ->
 def _run_names(label: str, s: NamesSetting, seeds: int, log: Callable[[str], None]) -> list[dict]:
     from rnnlab.core.registry import RecurrentConfig
     from rnnlab.data import bundled
-    from rnnlab.data.vocab import Vocab, batch_indices, pad_batch
+    from rnnlab.data.batching import pad_batch
+    from rnnlab.data.vocab import Vocab
     from rnnlab.tasks.classify.data import characters, read_examples, stratified_split
     from rnnlab.tasks.classify.model import Classifier, ClassifierConfig
     from rnnlab.train.trainer import Trainer
@@ -200,8 +204,10 @@ def _run_names(label: str, s: NamesSetting, seeds: int, log: Callable[[str], Non
     name, fb = VARIANTS[label]
 
     def config(H: int) -> ClassifierConfig:
-        rnn = RecurrentConfig(cell=name, input_size=s.embedding, hidden_size=H, forget_bias=fb)
-        return ClassifierConfig(len(vocab), len(labels), s.embedding, rnn)
+        rnn = RecurrentConfig(cell=name, hidden_size=H, forget_bias=fb)
+        return ClassifierConfig(
+            vocab_size=len(vocab), num_classes=len(labels), embed_dim=s.embedding, rnn=rnn
+        )
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         losses = [float(model(*b)[1]) * len(b[2]) for b in val]
@@ -216,7 +222,11 @@ def _run_names(label: str, s: NamesSetting, seeds: int, log: Callable[[str], Non
         trainer = Trainer(model, _trainer_config(s.steps, s.lr, seed), evaluate=evaluate)
 
         def batches(epoch: int, seed: int = seed) -> list[tuple]:
-            return [collate(b) for b in batch_indices(len(tr), s.batch, True, seed * 1000 + epoch)]
+            # this experiment's own shuffle (not rnnlab.data.batching.Batches'), so that the
+            # documented full run stays reproducible
+            g = torch.Generator().manual_seed(seed * 1000 + epoch)
+            order = torch.randperm(len(tr), generator=g).tolist()
+            return [collate(order[k : k + s.batch]) for k in range(0, len(tr), s.batch)]
 
         result = trainer.fit(batches)
         model.eval()
@@ -232,7 +242,7 @@ def _run_adding(label: str, s: AddingSetting, seeds: int, log: Callable[[str], N
     name, fb = VARIANTS[label]
     cell: CellFactory = cell_factory(name, forget_bias=fb)
     H = closest_size(
-        lambda H: count_parameters(cell, task.input_size, H, task.output_size), s.budget
+        lambda H: sequence_model_parameters(cell, task.input_size, H, task.output_size), s.budget
     )
     start = time.perf_counter()
     ensemble = SeedEnsemble(cell, task.input_size, H, task.output_size, range(seeds))
@@ -254,7 +264,7 @@ def _row(task, label, seed, H, model, value, start, stopped) -> dict:
         "cell": label,
         "seed": seed,
         "hidden": H,
-        "params": sum(p.numel() for p in model.parameters()),
+        "params": count_parameters(model),
         "value": float(value),
         "seconds": round(time.perf_counter() - start, 1),
         "stopped": stopped,

@@ -91,13 +91,14 @@ def hidden_norms(model: torch.nn.Module, ids: torch.Tensor, streams: int, steps:
 
 
 def run(config: RegularizersConfig, out_dir: Path, log: Callable[[str], None] = print) -> Result:
-    from rnnlab.tasks.lm.data import CharVocab, StreamBatches, read_corpus, split_ids
+    from rnnlab.core.registry import RecurrentConfig
+    from rnnlab.tasks.lm.data import StreamBatches, build_vocab, encode_text, read_corpus, split_ids
     from rnnlab.tasks.lm.model import RNNLM, LMConfig, TBPTTLoss, make_evaluator
     from rnnlab.train.trainer import TrainConfig, Trainer
 
     text = read_corpus()[: config.chars]
-    vocab = CharVocab.from_text(text)
-    train_ids, val_ids = split_ids(vocab.encode(text), 0.1)
+    vocab = build_vocab(text)
+    train_ids, val_ids = split_ids(encode_text(vocab, text), 0.1)
     if len(val_ids) <= config.drift_steps + 1:
         raise ValueError(
             f"the validation slice ({len(val_ids)} chars) is shorter than drift_steps "
@@ -109,9 +110,8 @@ def run(config: RegularizersConfig, out_dir: Path, log: Callable[[str], None] = 
     def train_arm(cell: str, beta: float, ln: bool, seed: int) -> dict:
         start = time.perf_counter()
         torch.manual_seed(seed)
-        model = RNNLM(
-            LMConfig(len(vocab), cell, config.hidden, 1, config.embedding, 0.0, layer_norm=ln)
-        )
+        rnn = RecurrentConfig(cell=cell, hidden_size=config.hidden, layer_norm=ln)
+        model = RNNLM(LMConfig(vocab_size=len(vocab), embedding_size=config.embedding, rnn=rnn))
         curve: list[tuple[int, float]] = []
         owner: list[Trainer] = []  # the trainer, for its step count when it evaluates
 

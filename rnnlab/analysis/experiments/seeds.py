@@ -54,10 +54,15 @@ class SequenceModel(nn.Module):
         return self.head(out[:, -1:] if self.readout == "last" else out)
 
 
-def count_parameters(cell: CellFactory, input_size: int, hidden_size: int, output_size: int) -> int:
+def sequence_model_parameters(
+    cell: CellFactory, input_size: int, hidden_size: int, output_size: int
+) -> int:
     """Parameters of a :class:`SequenceModel` (cell and read-out), counted without allocating."""
-    model = SequenceModel(cell, input_size, hidden_size, output_size, device="meta")
-    return sum(p.numel() for p in model.parameters())
+    from rnnlab.tasks.runner import count_parameters
+
+    return count_parameters(
+        SequenceModel(cell, input_size, hidden_size, output_size, device="meta")
+    )
 
 
 def hidden_for_budget(
@@ -66,7 +71,7 @@ def hidden_for_budget(
     """The hidden size whose :class:`SequenceModel` has the parameter count closest to
     ``budget`` (the smaller one on a tie): equal parameter budgets across cells."""
     return closest_size(
-        lambda H: count_parameters(cell, input_size, H, output_size), budget, max_hidden
+        lambda H: sequence_model_parameters(cell, input_size, H, output_size), budget, max_hidden
     )
 
 
@@ -300,7 +305,7 @@ __all__ = [
     "SequenceModel",
     "TrainSettings",
     "closest_size",
-    "count_parameters",
     "hidden_for_budget",
+    "sequence_model_parameters",
     "train",
 ]

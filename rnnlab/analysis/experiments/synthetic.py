@@ -16,8 +16,8 @@ from rnnlab.analysis.experiments.seeds import (
     History,
     SeedEnsemble,
     TrainSettings,
-    count_parameters,
     hidden_for_budget,
+    sequence_model_parameters,
     train,
 )
 from rnnlab.analysis.experiments.tasks import Task
@@ -64,7 +64,7 @@ def sweep(
             def compute(T: int = T, name: str = name, task: Task = task) -> dict:
                 cell = CELLS[name]
                 H = hidden_for_budget(cell, task.input_size, task.output_size, budget)
-                params = count_parameters(cell, task.input_size, H, task.output_size)
+                params = sequence_model_parameters(cell, task.input_size, H, task.output_size)
                 ensemble = SeedEnsemble(
                     cell, task.input_size, H, task.output_size, range(seeds), task.readout
                 )

@@ -187,8 +187,14 @@ def load_image(path: Path | str, size: int = IMAGE_SIZE) -> np.ndarray:
 def save_dataset(
     images: np.ndarray, captions: Sequence[Sequence[str]], out_dir: Path | str
 ) -> Path:
-    """Write ``out_dir/NNNNN.png`` and ``out_dir/captions.tsv`` (``file<TAB>caption``)."""
+    """Write ``out_dir/NNNNN.png`` and ``out_dir/captions.tsv`` (``file<TAB>caption``).
+
+    Raises:
+        RnnlabError: if ``out_dir`` is a file.
+    """
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise RnnlabError(f"{out} is a file, not a folder: choose another folder to write")
     out.mkdir(parents=True, exist_ok=True)
     lines = []
     for i, (image, caption) in enumerate(zip(images, captions)):

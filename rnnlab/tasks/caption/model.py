@@ -7,7 +7,8 @@ r"""One-to-many: image captioning (Vinyals et al. 2015, "Show and tell") with a 
 
 The image's feature vector initialises the decoder's state (every layer); the decoder is then a
 language model over the caption, ``<start>`` first, trained by maximum likelihood until
-``<end>``. At test time it takes the most likely word (temperature 0) or samples.
+``<end>``. At test time it takes the most likely word (temperature 0) or samples, in eval mode,
+on the one decode loop :func:`rnnlab.tasks.decoding.generate`.
 
 The CNN is three ``Conv2d(3x3) -> ReLU -> MaxPool(2)`` blocks and a linear layer on the
 flattened map (no global pooling: the caption needs to know where things are).
@@ -17,59 +18,13 @@ Shapes: N batch, T caption time, V words, S image size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import Tensor, nn
 
-from rnnlab.core.cells import State
-from rnnlab.core.registry import RecurrentConfig
-from rnnlab.tasks.common import (
-    check_rnn_input,
-    config_from_dict,
-    config_to_dict,
-    forbid,
-    lengths_or_full,
-    masked_cross_entropy,
-)
-from rnnlab.tasks.decoding import sample_next
-
-TASK = "caption"
-
-
-@dataclass(frozen=True)
-class CaptionerConfig:
-    """Args:
-    vocab_size: words plus the specials (``<pad>`` = 0, ``sos_id`` = ``<start>``,
-        ``eos_id`` = ``<end>``).
-    image_size: S (images are (3, S, S)).
-    channels: output channels of the CNN's conv blocks.
-    feature_dim: size of the image feature vector.
-    embed_dim: word embedding size (= ``rnn.input_size``).
-    rnn: the decoder (unidirectional).
-    dropout: on the word embeddings and the decoder outputs.
-    """
-
-    vocab_size: int
-    image_size: int = 36
-    channels: tuple[int, ...] = (16, 32, 64)
-    feature_dim: int = 128
-    embed_dim: int = 32
-    rnn: RecurrentConfig = field(default_factory=lambda: RecurrentConfig(input_size=32))
-    dropout: float = 0.0
-    sos_id: int = 1
-    eos_id: int = 2
-
-    def __post_init__(self) -> None:
-        check_rnn_input(self.rnn, self.embed_dim, "CaptionerConfig")
-        if self.rnn.bidirectional:
-            raise ValueError(
-                "a caption decoder reads left to right: rnn.bidirectional must be False"
-            )
-        if self.image_size >> len(self.channels) < 1:
-            raise ValueError(
-                f"image_size {self.image_size} too small for {len(self.channels)} pools"
-            )
+from rnnlab.core.state import State
+from rnnlab.tasks.caption.config import CaptionerConfig
+from rnnlab.tasks.common import lengths_or_full, masked_cross_entropy
+from rnnlab.tasks.decoding import collect, evaluating, generate
 
 
 class ImageEncoder(nn.Module):
@@ -108,7 +63,7 @@ class Captioner(nn.Module):
         rnn = config.rnn
         self.encoder = ImageEncoder(config.image_size, config.channels, config.feature_dim)
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=0)
-        self.rnn = rnn.build(batch_first=True)
+        self.rnn = rnn.build(config.embed_dim, batch_first=True)
         self.init_h = nn.Linear(config.feature_dim, rnn.num_layers * rnn.hidden_size)
         self.init_c = (
             nn.Linear(config.feature_dim, rnn.num_layers * rnn.hidden_size)
@@ -156,6 +111,11 @@ class Captioner(nn.Module):
         loss = None if targets is None else masked_cross_entropy(logits, targets, lengths)
         return logits, loss
 
+    def step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
+        """One decoder step: the previous words (N,) -> next-word logits (N, V), new state."""
+        out, state = self.rnn(self.dropout(self.embedding(tokens.unsqueeze(1))), state)
+        return self.head(self.dropout(out[:, -1])), state
+
     @torch.no_grad()
     def generate(
         self,
@@ -164,32 +124,20 @@ class Captioner(nn.Module):
         temperature: float = 0.0,
         generator: torch.Generator | None = None,
     ) -> list[list[int]]:
-        """One caption per image: word ids without ``<end>``; temperature 0 is greedy."""
-        state = self.initial_state(images)
-        N = images.shape[0]
-        x = torch.full((N, 1), self.config.sos_id, dtype=torch.long, device=images.device)
-        captions: list[list[int]] = [[] for _ in range(N)]
-        done = torch.zeros(N, dtype=torch.bool, device=images.device)
-        for _ in range(max_len):
-            out, state = self.rnn(self.embedding(x), state)
-            nxt = sample_next(
-                forbid(self.head(out[:, -1]), [0, self.config.sos_id]), temperature, None, generator
-            )
-            for i in range(N):
-                if not done[i] and int(nxt[i]) != self.config.eos_id:
-                    captions[i].append(int(nxt[i]))
-            done |= nxt == self.config.eos_id
-            if bool(done.all()):
-                break
-            x = nxt.unsqueeze(1)
-        return captions
+        """One caption per image: word ids without ``<end>``; temperature 0 is greedy.
 
-    def to_meta(self) -> dict:
-        return {"task": TASK, "model_config": config_to_dict(self.config)}
+        The model runs in eval mode (no dropout) while generating, its mode restored after.
+        """
+        c = self.config
+        with evaluating(self):
+            state = self.initial_state(images)
+            start = torch.full((images.shape[0],), c.sos_id, dtype=torch.long, device=images.device)
+            logits, state = self.step(start, state)
+            tokens = generate(
+                self.step, logits, state, max_len, temperature, None, generator,
+                eos=c.eos_id, never=[0, c.sos_id],
+            )  # fmt: skip
+            return collect(tokens, c.eos_id)
 
 
-def from_meta(meta: dict) -> Captioner:
-    return Captioner(config_from_dict(CaptionerConfig, meta["model_config"]))
-
-
-__all__ = ["Captioner", "CaptionerConfig", "ImageEncoder", "from_meta"]
+__all__ = ["Captioner", "CaptionerConfig", "ImageEncoder"]

@@ -14,48 +14,12 @@ Shapes: N batch, T time, C classes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rnnlab.core.registry import RecurrentConfig
-from rnnlab.tasks.common import (
-    check_rnn_input,
-    config_from_dict,
-    config_to_dict,
-    lengths_or_full,
-    top_hidden,
-)
-
-TASK = "classify"
-
-
-@dataclass(frozen=True)
-class ClassifierConfig:
-    """Args:
-    vocab_size: number of input tokens (id 0 is padding).
-    num_classes: C.
-    embed_dim: size of the token embeddings (= ``rnn.input_size``).
-    rnn: the recurrent layer (any cell, stacked, bidirectional).
-    dropout: on the embeddings and on the summary before the output layer.
-    class_weights: C cross-entropy weights, or None for unweighted.
-    """
-
-    vocab_size: int
-    num_classes: int
-    embed_dim: int = 32
-    rnn: RecurrentConfig = field(default_factory=lambda: RecurrentConfig(input_size=32))
-    dropout: float = 0.0
-    class_weights: tuple[float, ...] | None = None
-
-    def __post_init__(self) -> None:
-        check_rnn_input(self.rnn, self.embed_dim, "ClassifierConfig")
-        if self.class_weights is not None and len(self.class_weights) != self.num_classes:
-            raise ValueError(
-                f"class_weights must have {self.num_classes} entries, got {len(self.class_weights)}"
-            )
+from rnnlab.tasks.classify.config import ClassifierConfig
+from rnnlab.tasks.common import lengths_or_full, top_hidden
 
 
 class Classifier(nn.Module):
@@ -74,7 +38,7 @@ class Classifier(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=0)
-        self.rnn = config.rnn.build(batch_first=True)
+        self.rnn = config.rnn.build(config.embed_dim, batch_first=True)
         self.dropout = nn.Dropout(config.dropout)
         k = 2 if config.rnn.bidirectional else 1
         self.head = nn.Linear(k * config.rnn.hidden_size, config.num_classes)
@@ -103,12 +67,5 @@ class Classifier(nn.Module):
         logits, _ = self(tokens, lengths)
         return logits.softmax(dim=-1)
 
-    def to_meta(self) -> dict:
-        return {"task": TASK, "model_config": config_to_dict(self.config)}
 
-
-def from_meta(meta: dict) -> Classifier:
-    return Classifier(config_from_dict(ClassifierConfig, meta["model_config"]))
-
-
-__all__ = ["Classifier", "ClassifierConfig", "from_meta"]
+__all__ = ["Classifier", "ClassifierConfig"]

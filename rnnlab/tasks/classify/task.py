@@ -1,208 +1,293 @@
-"""``rnnlab train classify`` and ``rnnlab predict``: many-to-one sequence classification.
+"""Many-to-one sequence classification: ``rnnlab train classify`` and ``rnnlab predict``.
 
 With no ``--data``: the bundled names data (surname -> one of 18 languages), character level.
 ``--data`` takes a folder of class files (``LABEL.txt``, one example per line) or a
-``text<TAB>label`` file (``.tsv``; ``.csv`` for ``text,label``).
+``text<TAB>label`` file (``.tsv``; ``.csv`` for ``text,label``). The test report is accuracy,
+macro-F1, a per-class table (``RUN/test_report.txt``) and a confusion matrix
+(``RUN/confusion.png``).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from rnnlab.cli.common import add_model_options, add_trainer_options, positive_int, resolve_device
-from rnnlab.cli.task_common import (
-    add_split_options,
-    collated,
-    default_limits,
-    describe_rnn,
-    finish,
-    load_task_model,
-    run_training,
-    to_device,
-)
+from rnnlab.config import Config, nested, option, positive
 from rnnlab.errors import RnnlabError
+from rnnlab.tasks.base import Report, Task, TaskData
+from rnnlab.tasks.classify.config import ClassifierConfig, SplitConfig
+from rnnlab.tasks.classify.data import WEIGHTINGS
+from rnnlab.train.config import TrainConfig
 
-MODEL_DEFAULTS = {"cell": "lstm", "layers": 1, "hidden": 128}
-TRAIN_DEFAULTS = {"batch": 64, "lr": 3e-3, "schedule": "cosine", "eval_every": 250}
-EPOCHS, BUDGET = 12, 180.0
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
-
-def register(commands: argparse._SubParsersAction, train: argparse._SubParsersAction) -> None:
-    from rnnlab.tasks.classify.data import WEIGHTINGS
-
-    p = train.add_parser(
-        "classify",
-        help="many-to-one: classify sequences (default: names -> language)",
-        description="Train a character-level sequence classifier. With no arguments: the "
-        "bundled names (18 languages, 18,827 surnames), a stratified 80/10/10 split, an LSTM, "
-        f"{EPOCHS} epochs or {BUDGET:g}s; test accuracy, macro-F1, per-class table and "
-        "confusion matrix written to the run directory.",
-    )
-    g = p.add_argument_group("data")
-    g.add_argument(
-        "--data",
-        metavar="PATH",
-        help="folder of LABEL.txt class files, or a text<TAB>label .tsv / text,label .csv "
-        "(default: the bundled names)",
-    )
-    g.add_argument(
-        "--class-weights",
-        choices=WEIGHTINGS,
-        default="sqrt",
-        help="loss weights against class imbalance: 1/sqrt(n_c) (default), 1/n_c, or none",
-    )
-    add_split_options(p)
-    add_model_options(p, MODEL_DEFAULTS, bidirectional=True)
-    p.add_argument_group("classifier").add_argument(
-        "--embedding", type=positive_int, default=32, help="character embedding size (32)"
-    )
-    add_trainer_options(p, TRAIN_DEFAULTS)
-    p.set_defaults(func=train_classify)
-
-    q = commands.add_parser(
-        "predict",
-        help="classify texts with a classifier checkpoint (top classes with probabilities)",
-        description="Print the most likely classes of each text, e.g. "
-        '`rnnlab predict runs/classify "Dostoevsky"`.',
-    )
-    q.add_argument("checkpoint", metavar="CKPT", help="a checkpoint or run directory")
-    q.add_argument("texts", nargs="+", metavar="TEXT", help="texts to classify")
-    q.add_argument("--top", type=positive_int, default=3, help="classes to show (3)")
-    q.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    q.set_defaults(func=predict_cmd)
+    from rnnlab.data.vocab import Vocab
+    from rnnlab.tasks.classify.data import Example
+    from rnnlab.tasks.runner import Run
 
 
-def _load_data(path: str | None):
+@dataclass(frozen=True)
+class ClassifyTaskConfig(Config):
+    """Train a character-level sequence classifier (default: the bundled names, 18 languages,
+    18,827 surnames, a stratified 80/10/10 split, an LSTM, 12 epochs or 180 s); test accuracy,
+    macro-F1, per-class table and confusion matrix written to the run directory."""
+
+    title = "data"
+
+    data: str | None = option(
+        None, metavar="PATH", help="folder of LABEL.txt class files, or a text<TAB>label .tsv / "
+        "text,label .csv (default: the bundled names)"
+    )  # fmt: skip
+    class_weights: str = option(
+        "sqrt", choices=WEIGHTINGS,
+        help="loss weights against class imbalance: 1/sqrt(n_c), 1/n_c (inverse), or none",
+    )  # fmt: skip
+    split: SplitConfig = nested(SplitConfig())
+    model: ClassifierConfig = nested(ClassifierConfig())
+    train: TrainConfig = nested(
+        TrainConfig(
+            batch_size=64, lr=3e-3, schedule="cosine", eval_every=250, max_epochs=12,
+            time_budget=180.0,
+        )
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PredictConfig(Config):
+    """Print the most likely classes of each text, with their probabilities, e.g.
+    `rnnlab predict runs/classify "Dostoevsky"`."""
+
+    title = "predict"
+
+    checkpoint: str = option(positional=True, metavar="CKPT", help="a checkpoint or run directory")
+    texts: tuple[str, ...] = option(positional=True, metavar="TEXT", help="texts to classify")
+    top: int = option(3, check=positive, help="classes to show")
+
+
+def _source(path: str | None) -> str:
+    return str(Path(path).resolve()) if path else "bundled:names"
+
+
+def read_data(path: str | None) -> list[Example]:
+    """The labelled examples of ``--data`` (default: the bundled names)."""
     from rnnlab.data import bundled
     from rnnlab.tasks.classify.data import read_examples
 
-    return read_examples(path if path else bundled("names")), (path or "bundled:names")
+    return read_examples(path if path else bundled("names"))
 
 
-def train_classify(args: argparse.Namespace) -> int:
-    from rnnlab.cli.common import recurrent_config_from_args
-    from rnnlab.data.vocab import Vocab, pad_batch
-    from rnnlab.tasks.classify.data import characters, class_weights, stratified_split, summary
-    from rnnlab.tasks.classify.model import Classifier, ClassifierConfig
-    from rnnlab.tasks.metrics import (
-        accuracy,
-        confusion_matrix,
-        format_per_class,
-        macro_f1,
-        plot_confusion,
-    )
+def make_collate(vocab: Vocab, labels: Vocab) -> Callable[[list[Example]], tuple]:
+    """Examples -> ``(tokens (N, T), lengths (N,), class ids (N,))``, right-padded."""
+    import torch
 
-    examples, source = _load_data(args.data)
-    labels = sorted({e.label for e in examples})
-    if len(labels) < 2:
-        raise RnnlabError(f"{source}: need at least 2 classes, found {len(labels)}")
-    tr, va, te = stratified_split(
-        [e.label for e in examples], (args.val_fraction, args.test_fraction), args.split_seed
-    )
-    train, val, test = ([examples[i] for i in idx] for idx in (tr, va, te))
-    if not val or not test:
-        raise RnnlabError(f"{source}: too few examples for a validation and a test split")
-    vocab = Vocab.build((characters(e.text) for e in train), sos=None, eos=None)
-    label_id = {label: i for i, label in enumerate(labels)}
-    weights = class_weights([e.label for e in train], labels, args.class_weights)
+    from rnnlab.data.batching import pad_batch
+    from rnnlab.tasks.classify.data import characters
 
-    def collate(items: list) -> tuple:
+    def collate(items: list[Example]) -> tuple:
         tokens, lengths = pad_batch([vocab.encode(characters(e.text)) for e in items])
-        return tokens, lengths, torch.tensor([label_id[e.label] for e in items])
+        return tokens, lengths, torch.tensor([labels.index(e.label) for e in items])
 
-    device = resolve_device(args)
-    rnn = recurrent_config_from_args(args, input_size=args.embedding)
-    config = ClassifierConfig(
-        len(vocab),
-        len(labels),
-        args.embedding,
-        rnn,
-        dropout=args.dropout,
-        class_weights=None if args.class_weights == "none" else tuple(weights),
-    )
-    torch.manual_seed(args.seed)
-    model = Classifier(config).to(device)
-    meta = {
-        **model.to_meta(),
-        "vocab": vocab.to_meta(),
-        "labels": labels,
-        "data": {"path": source, "class_weights": args.class_weights},
-    }
-    val_batches = collated(val, collate)
+    return collate
 
-    def predictions(model: Classifier, batches: list[tuple]) -> tuple[list[int], list[int], float]:
-        pred, gold, total = [], [], 0.0
-        for batch in batches:
-            tokens, lengths, y = to_device(batch, device)
+
+def predictions(
+    model: nn.Module, items: Sequence[Example], collate: Callable[[list[Example]], tuple]
+) -> tuple[list[int], list[int], float]:
+    """Predicted and true class ids of ``items``, and the mean (weighted) loss."""
+    import torch
+
+    from rnnlab.data.batching import chunks
+
+    device = next(model.parameters()).device
+    pred: list[int] = []
+    gold: list[int] = []
+    total = 0.0
+    with torch.no_grad():
+        for batch in chunks(items, 256):
+            tokens, lengths, y = (t.to(device) for t in collate(batch))
             logits, loss = model(tokens, lengths, y)
             pred += logits.argmax(-1).tolist()
             gold += y.tolist()
             total += float(loss) * len(y)
-        return pred, gold, total / len(gold)
+    return pred, gold, total / len(gold)
 
-    def evaluate(model: Classifier) -> dict[str, float]:
-        pred, gold, loss = predictions(model, val_batches)
-        cm = confusion_matrix(pred, gold, len(labels))
+
+class ClassifyTask(Task):
+    """many-to-one: a character-level sequence classifier (default: names -> language)"""
+
+    name = "classify"
+    help = "many-to-one: classify sequences (default: names -> language)"
+    config = ClassifyTaskConfig
+    commands = {"predict": PredictConfig}
+    unit = "examples"
+
+    # -- training ---------------------------------------------------------------------------
+    def load(self, config: ClassifyTaskConfig) -> TaskData:
+        from rnnlab.data.vocab import Vocab
+        from rnnlab.tasks.classify.data import (
+            characters,
+            class_weights,
+            stratified_split,
+            summary,
+        )
+
+        examples = read_data(config.data)
+        source = _source(config.data)
+        labels = sorted({e.label for e in examples})
+        if len(labels) < 2:
+            raise RnnlabError(f"{source}: need at least 2 classes, found {len(labels)}")
+        split = config.split
+        tr, va, te = stratified_split(
+            [e.label for e in examples], (split.val_fraction, split.test_fraction),
+            split.split_seed,
+        )  # fmt: skip
+        train, val, test = ([examples[i] for i in idx] for idx in (tr, va, te))
+        if not val or not test:
+            raise RnnlabError(f"{source}: too few examples for a validation and a test split")
+        vocab = Vocab.build((characters(e.text) for e in train), sos=None, eos=None)
+        weights = class_weights([e.label for e in train], labels, config.class_weights)
+        print(f"data: {source}: {summary(examples)}", file=sys.stderr)
+        return TaskData(
+            train, val, test, vocabs={"tokens": vocab, "labels": Vocab.of_labels(labels)},
+            source=source, summary=f"{len(examples)} examples",
+            provenance={"class_weights": config.class_weights}, extra={"weights": weights},
+        )  # fmt: skip
+
+    def build_model(self, config: ClassifyTaskConfig, data: TaskData) -> nn.Module:
+        from rnnlab.tasks.classify.model import Classifier
+
+        weights = None if config.class_weights == "none" else tuple(data.extra["weights"])
+        model_config = config.model.replace(
+            vocab_size=len(data.vocabs["tokens"]),
+            num_classes=len(data.vocabs["labels"]),
+            class_weights=weights,
+        )
+        return Classifier(model_config)
+
+    def model_from_meta(self, model_config: dict[str, Any]) -> nn.Module:
+        from rnnlab.tasks.classify.model import Classifier
+
+        return Classifier(ClassifierConfig.from_meta(model_config, "model_config"))
+
+    def batches(self, config: ClassifyTaskConfig, data: TaskData) -> Any:
+        from rnnlab.data.batching import Batches
+
+        collate = make_collate(data.vocabs["tokens"], data.vocabs["labels"])
+        return Batches(data.train, config.train.batch_size, collate, seed=config.train.seed)
+
+    def evaluate(
+        self, model: nn.Module, data: TaskData, config: ClassifyTaskConfig
+    ) -> dict[str, float]:
+        from rnnlab.tasks.metrics import accuracy, confusion_matrix, macro_f1
+
+        collate = make_collate(data.vocabs["tokens"], data.vocabs["labels"])
+        pred, gold, loss = predictions(model, data.val, collate)
+        cm = confusion_matrix(pred, gold, len(data.vocabs["labels"]))
         return {"val_loss": loss, "val_acc": accuracy(pred, gold), "val_macro_f1": macro_f1(cm)}
 
-    print(f"data: {source}: {summary(examples)}", file=sys.stderr)
-    describe = (
-        f"a {describe_rnn(rnn)} classifier on {len(train)} train / {len(val)} validation / "
-        f"{len(test)} test examples, {len(labels)} classes, {len(vocab)} symbols, class weights "
-        f"{args.class_weights}"
-    )
-    run = run_training(
-        args,
-        "classify",
-        model,
-        meta,
-        train,
-        collate,
-        evaluate,
-        describe,
-        default_limits(args, EPOCHS, BUDGET),
-    )
-    if run is None:
-        return 1
-    result, out, best = run
-    with torch.no_grad():
-        pred, gold, loss = predictions(best, collated(test, collate))
-    cm = confusion_matrix(pred, gold, len(labels))
-    table = format_per_class(cm, labels)
-    (out / "test_report.txt").write_text(table + "\n", encoding="utf-8")
-    plot_confusion(
-        cm, labels, out / "confusion.png", title=f"test confusion ({len(test)} examples)"
-    )
-    metrics = {
-        "test_accuracy": accuracy(pred, gold),
-        "test_macro_f1": macro_f1(cm),
-        "test_loss": loss,
-        "test_examples": len(test),
-    }
-    finish(out, result, best, metrics, [table, f"confusion matrix: {out}/confusion.png"])
-    return 0
-
-
-def predict_cmd(args: argparse.Namespace) -> int:
-    from rnnlab.data.vocab import Vocab, pad_batch
-    from rnnlab.tasks.classify.data import characters
-
-    model, ckpt = load_task_model(args.checkpoint, "classify", args.device)
-    vocab = Vocab.from_meta(ckpt.meta["vocab"])
-    labels = ckpt.meta["labels"]
-    texts = [t.strip() for t in args.texts]
-    if not all(texts):
-        raise RnnlabError("cannot classify an empty text")
-    tokens, lengths = pad_batch([vocab.encode(characters(t)) for t in texts])
-    probs = model.predict_proba(tokens.to(args.device), lengths)
-    k = min(args.top, len(labels))
-    for text, row in zip(texts, probs):
-        top = row.topk(k)
-        shown = "  ".join(
-            f"{labels[i]} {p:.3f}" for p, i in zip(top.values.tolist(), top.indices.tolist())
+    def describe(self, config: ClassifyTaskConfig, data: TaskData) -> str:
+        return (
+            f"a {config.model.rnn.describe()} classifier on {len(data.train)} train / "
+            f"{len(data.val)} validation / {len(data.test)} test examples, "
+            f"{len(data.vocabs['labels'])} classes, {len(data.vocabs['tokens'])} symbols, "
+            f"class weights {config.class_weights}"
         )
-        print(f"{text}: {shown}")
-    return 0
+
+    def test(self, run: Run, data: TaskData, config: ClassifyTaskConfig) -> Report:
+        from rnnlab.tasks.metrics import (
+            accuracy,
+            confusion_matrix,
+            format_per_class,
+            macro_f1,
+            plot_confusion,
+        )
+
+        labels = data.vocabs["labels"].itos
+        collate = make_collate(data.vocabs["tokens"], data.vocabs["labels"])
+        pred, gold, loss = predictions(run.model, data.test, collate)
+        cm = confusion_matrix(pred, gold, len(labels))
+        table = format_per_class(cm, labels)
+        out = self.out_dir(run)
+        (out / "test_report.txt").write_text(table + "\n", encoding="utf-8")
+        title = f"test confusion ({len(data.test)} examples)"
+        plot_confusion(cm, labels, out / "confusion.png", title=title)
+        metrics = {
+            "test_accuracy": accuracy(pred, gold),
+            "test_macro_f1": macro_f1(cm),
+            "test_loss": loss,
+            "test_examples": len(data.test),
+        }
+        return Report(metrics, [table, f"confusion matrix: {out}/confusion.png"])
+
+    # -- use --------------------------------------------------------------------------------
+    def predict(self, run: Run, options: PredictConfig) -> int:
+        from rnnlab.data.batching import pad_batch
+        from rnnlab.tasks.classify.data import characters
+
+        vocab, labels = run.vocabs["tokens"], run.vocabs["labels"].itos
+        texts = [t.strip() for t in options.texts]
+        for text in texts:
+            if not text:
+                raise RnnlabError("cannot classify an empty text")
+            if all(c not in vocab for c in characters(text)):
+                raise RnnlabError(f"{text!r} has no character the model knows")
+        tokens, lengths = pad_batch([vocab.encode(characters(t)) for t in texts])
+        probs = run.model.predict_proba(tokens.to(run.device), lengths)
+        k = min(options.top, len(labels))
+        for text, row in zip(texts, probs):
+            top = row.topk(k)
+            shown = "  ".join(
+                f"{labels[i]} {p:.3f}" for p, i in zip(top.values.tolist(), top.indices.tolist())
+            )
+            print(f"{text}: {shown}")
+        return 0
+
+    # -- analysis ---------------------------------------------------------------------------
+    def diagnostic_batch(
+        self, run: Run, data: str | None, length: int, batch: int
+    ) -> tuple[Callable[[], Any], Callable[[], torch.Tensor], str]:
+        """One batch of names of one common length (the most common one), so that every
+        sequence's last step is the same step; ``length`` is not used."""
+        from collections import Counter
+
+        import torch
+
+        from rnnlab.data.batching import pad_batch
+        from rnnlab.tasks.classify.data import characters
+
+        vocab, labels = run.vocabs["tokens"], run.vocabs["labels"]
+        examples = [e for e in read_data(data) if e.label in labels]
+        if not examples:
+            raise RnnlabError(f"{_source(data)} has no example of the model's classes")
+        common = Counter(len(e.text) for e in examples).most_common(1)[0][0]
+        pool = [e for e in examples if len(e.text) == common]
+        g = torch.Generator().manual_seed(0)
+        pick = torch.randperm(len(pool), generator=g)[:batch].tolist()
+        device = run.device
+        tokens, lengths = pad_batch([vocab.encode(characters(pool[i].text)) for i in pick])
+        tokens = tokens.to(device)
+        y = torch.tensor([labels.index(pool[i].label) for i in pick], device=device)
+        model = run.model
+        return (
+            (lambda: model(tokens, lengths)),
+            (lambda: model(tokens, lengths, y)[1]),
+            f"the class of {len(pick)} names of {common} characters",
+        )
+
+
+TASK = ClassifyTask()
+
+__all__ = [
+    "TASK",
+    "ClassifyTask",
+    "ClassifyTaskConfig",
+    "PredictConfig",
+    "make_collate",
+    "predictions",
+    "read_data",
+]

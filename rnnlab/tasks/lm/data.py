@@ -1,9 +1,9 @@
 """Text corpora for language models: reading, vocabularies, contiguous splits, TBPTT batches.
 
 * :func:`read_corpus` reads a UTF-8 file with one-line errors for every way it can be wrong.
-* :class:`CharVocab` (every distinct character) and :class:`WordVocab` (words and punctuation,
-  capped, with ``<unk>``) map text to ids and back; both are stored in checkpoints as
-  :meth:`to_meta`.
+* :func:`build_vocab` makes the :class:`~rnnlab.data.vocab.Vocab` of a text: its characters, or
+  its most frequent words and punctuation with ``<unk>`` (tokenizers ``chars`` and ``words`` of
+  :mod:`rnnlab.data.tokenize`); :func:`encode_text` maps a text to ids.
 * :func:`split_ids` cuts a corpus contiguously: the first 90% train, the rest validation.
 * :class:`StreamBatches` lays a corpus out as B parallel contiguous streams and walks them T
   steps at a time, for truncated backpropagation through time: batch ``i`` of stream ``b``
@@ -15,18 +15,18 @@ Shapes: B streams (batch), T steps per batch.
 from __future__ import annotations
 
 import copy
-import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from rnnlab.data.tokenize import TOKENIZERS
+from rnnlab.data.vocab import UNK, Vocab
 from rnnlab.errors import RnnlabError
 
 DEFAULT_CORPUS = "tinyshakespeare.txt"
-UNK = "<unk>"
 
 
 def read_corpus(path: Path | str | None = None) -> str:
@@ -57,121 +57,30 @@ def read_corpus(path: Path | str | None = None) -> str:
         ) from None
 
 
-class CharVocab:
-    """Every distinct character of a text, sorted; ids are positions.
+def build_vocab(text: str, tokenizer: str = "chars", max_size: int = 10000) -> Vocab:
+    """The vocabulary of a language model of ``text``.
+
+    ``chars``: every distinct character, sorted, no special token (an unknown character is an
+    error, naming it). ``words``: words, punctuation and line breaks, the ``max_size - 1`` most
+    frequent (ties alphabetical) after ``<unk>``, which stands for every other token.
 
     Example::
 
-        >>> v = CharVocab.from_text("hello")
-        >>> v.tokens, v.encode("hole").tolist(), v.decode([3, 0])
-        (['e', 'h', 'l', 'o'], [1, 3, 2, 0], 'oe')
+        >>> build_vocab("hello").itos
+        ['e', 'h', 'l', 'o']
     """
-
-    kind = "char"
-
-    def __init__(self, tokens: Sequence[str]) -> None:
-        self.tokens = list(tokens)
-        if any(len(t) != 1 for t in self.tokens) or len(set(self.tokens)) != len(self.tokens):
-            raise RnnlabError("a character vocabulary holds distinct single characters")
-        self.index = {c: i for i, c in enumerate(self.tokens)}
-
-    @classmethod
-    def from_text(cls, text: str) -> CharVocab:
-        return cls(sorted(set(text)))
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def unknown(self, text: str) -> list[str]:
-        """The characters of ``text`` that are not in the vocabulary, in order of appearance."""
-        return [c for c in dict.fromkeys(text) if c not in self.index]
-
-    def encode(self, text: str) -> Tensor:
-        """(len(text),) LongTensor of ids; an error naming any unknown characters."""
-        missing = self.unknown(text)
-        if missing:
-            shown = ", ".join(repr(c) for c in missing[:10])
-            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-            raise RnnlabError(f"characters not in the model's vocabulary: {shown}{more}")
-        # via a lookup table over code points: ~50x faster than a Python loop on 1M chars
-        codes = torch.frombuffer(bytearray(text.encode("utf-32-le")), dtype=torch.int32).long()
-        table = torch.full((max(map(ord, self.tokens)) + 1,), -1, dtype=torch.long)
-        table[torch.tensor([ord(c) for c in self.tokens])] = torch.arange(len(self.tokens))
-        return table[codes]
-
-    def decode(self, ids: Sequence[int] | Tensor) -> str:
-        return "".join(self.tokens[int(i)] for i in ids)
-
-    def to_meta(self) -> dict:
-        return {"kind": self.kind, "tokens": self.tokens}
+    if tokenizer == "chars":
+        return Vocab(sorted(set(text)), pad=None, sos=None, eos=None, unk=None)
+    if max_size < 2:
+        raise RnnlabError(f"word vocabulary size must be >= 2, got {max_size}")
+    counts = Counter(TOKENIZERS[tokenizer].split(text))
+    common = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max_size - 1]
+    return Vocab([UNK] + [t for t, _ in common if t != UNK], pad=None, sos=None, eos=None, unk=UNK)
 
 
-_WORD = re.compile(r"\w+(?:'\w+)*|[^\w\s]|\n")
-_NO_SPACE_BEFORE = set(".,;:!?)]}'\"")
-
-
-class WordVocab:
-    """Words and punctuation (and line breaks) as tokens, the ``max_size`` most frequent,
-    everything else ``<unk>`` (id 0). Decoding joins words with spaces.
-
-    Example::
-
-        >>> v = WordVocab.from_text("to be, or not to be", max_size=4)
-        >>> v.decode(v.encode("to be, or not"))
-        'to be, <unk> <unk>'
-    """
-
-    kind = "word"
-
-    def __init__(self, tokens: Sequence[str]) -> None:
-        self.tokens = list(tokens)
-        if not self.tokens or self.tokens[0] != UNK:
-            raise RnnlabError(f"a word vocabulary starts with {UNK}")
-        self.index = {t: i for i, t in enumerate(self.tokens)}
-
-    @staticmethod
-    def tokenize(text: str) -> list[str]:
-        return _WORD.findall(text)
-
-    @classmethod
-    def from_text(cls, text: str, max_size: int = 10000) -> WordVocab:
-        if max_size < 2:
-            raise RnnlabError(f"word vocabulary size must be >= 2, got {max_size}")
-        counts = Counter(cls.tokenize(text))
-        common = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max_size - 1]
-        return cls([UNK] + [t for t, _ in common])
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def unknown(self, text: str) -> list[str]:
-        return []  # every word has an id: <unk>
-
-    def encode(self, text: str) -> Tensor:
-        return torch.tensor([self.index.get(t, 0) for t in self.tokenize(text)], dtype=torch.long)
-
-    def decode(self, ids: Sequence[int] | Tensor) -> str:
-        out: list[str] = []
-        for i in ids:
-            tok = self.tokens[int(i)]
-            if out and tok not in _NO_SPACE_BEFORE and tok != "\n" and out[-1] != "\n":
-                out.append(" ")
-            out.append(tok)
-        return "".join(out)
-
-    def to_meta(self) -> dict:
-        return {"kind": self.kind, "tokens": self.tokens}
-
-
-Vocabulary = CharVocab | WordVocab
-
-
-def vocab_from_meta(meta: dict) -> Vocabulary:
-    """The vocabulary stored by ``to_meta()``."""
-    kinds = {"char": CharVocab, "word": WordVocab}
-    if not isinstance(meta, dict) or meta.get("kind") not in kinds:
-        raise RnnlabError(f"unknown vocabulary in checkpoint: {str(meta)[:60]}")
-    return kinds[meta["kind"]](meta["tokens"])
+def encode_text(vocab: Vocab, text: str, tokenizer: str = "chars") -> Tensor:
+    """(L,) LongTensor of the ids of ``text``'s tokens; an error naming unknown characters."""
+    return torch.tensor(vocab.encode(TOKENIZERS[tokenizer].split(text)), dtype=torch.long)
 
 
 def split_ids(ids: Tensor, val_fraction: float = 0.1) -> tuple[Tensor, Tensor]:
@@ -274,12 +183,9 @@ class StreamBatches:
 
 __all__ = [
     "DEFAULT_CORPUS",
-    "UNK",
-    "CharVocab",
     "StreamBatches",
-    "Vocabulary",
-    "WordVocab",
+    "build_vocab",
+    "encode_text",
     "read_corpus",
     "split_ids",
-    "vocab_from_meta",
 ]

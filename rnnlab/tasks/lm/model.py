@@ -20,69 +20,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
 
-from rnnlab.core.cells import State
-from rnnlab.core.registry import RecurrentConfig
+from rnnlab.core.state import State, detach_state, state_parts
 from rnnlab.errors import RnnlabError
-from rnnlab.tasks.decoding import sample_next
-
-
-@dataclass(frozen=True)
-class LMConfig:
-    """A language model's architecture (stored in checkpoints).
-
-    Args:
-        vocab_size: V.
-        cell: a cell name of :data:`rnnlab.core.registry.CELLS`.
-        hidden_size: H.
-        num_layers: L.
-        embedding_size: E; 0 feeds one-hot vectors (as taught) instead of an embedding.
-        dropout: between the recurrent layers, and (unless ``io_dropout`` is given) on the
-            embedding and before the decoder.
-        io_dropout: on the embedding and before the decoder, when it should differ from
-            ``dropout`` (None: ``dropout``; 0: only between layers, as ``torch.nn.LSTM(...,
-            dropout=p)`` alone gives).
-        layer_norm: layer-normalised cells.
-        forget_bias: initial LSTM forget-gate bias (None: the cell's default).
-        tie_weights: the decoder reuses the embedding matrix (needs E == H).
-    """
-
-    vocab_size: int
-    cell: str = "lstm"
-    hidden_size: int = 512
-    num_layers: int = 2
-    embedding_size: int = 128
-    dropout: float = 0.2
-    layer_norm: bool = False
-    forget_bias: float | None = None
-    tie_weights: bool = False
-    io_dropout: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.vocab_size < 1:
-            raise RnnlabError(f"vocab_size must be >= 1, got {self.vocab_size}")
-        if self.embedding_size < 0:
-            raise RnnlabError(f"embedding_size must be >= 0, got {self.embedding_size}")
-        if self.tie_weights and self.embedding_size != self.hidden_size:
-            raise RnnlabError(
-                "tied weights need --embedding equal to --hidden, got "
-                f"{self.embedding_size} and {self.hidden_size}"
-            )
-
-    def recurrent(self) -> RecurrentConfig:
-        return RecurrentConfig(
-            cell=self.cell,
-            input_size=self.embedding_size or self.vocab_size,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            dropout=self.dropout if self.num_layers > 1 else 0.0,
-            layer_norm=self.layer_norm,
-            forget_bias=self.forget_bias,
-        )
+from rnnlab.tasks.decoding import evaluating, generate
+from rnnlab.tasks.lm.config import LMConfig
 
 
 class RNNLM(nn.Module):
@@ -94,7 +39,9 @@ class RNNLM(nn.Module):
 
     Example::
 
-        >>> model = RNNLM(LMConfig(vocab_size=65, hidden_size=64, num_layers=1))
+        >>> from rnnlab.core.registry import RecurrentConfig
+        >>> rnn = RecurrentConfig(hidden_size=64, num_layers=1)
+        >>> model = RNNLM(LMConfig(vocab_size=65, rnn=rnn))
         >>> (logits, state), loss = model(torch.randint(65, (4, 20)), torch.randint(65, (4, 20)))
         >>> logits.shape, float(loss) > 0
         (torch.Size([4, 20, 65]), True)
@@ -103,11 +50,10 @@ class RNNLM(nn.Module):
     def __init__(self, config: LMConfig) -> None:
         super().__init__()
         self.config = config
-        V, E, H = config.vocab_size, config.embedding_size, config.hidden_size
+        V, E, H = config.vocab_size, config.embedding_size, config.rnn.hidden_size
         self.embedding = nn.Embedding(V, E) if E else None
-        io = config.dropout if config.io_dropout is None else config.io_dropout
-        self.drop = nn.Dropout(io)
-        self.rnn = config.recurrent().build(batch_first=True)
+        self.drop = nn.Dropout(config.io_dropout)
+        self.rnn = config.rnn.build(input_size=E or V, batch_first=True)
         self.decoder = nn.Linear(H, V)
         if config.tie_weights:
             self.decoder.weight = self.embedding.weight
@@ -126,6 +72,11 @@ class RNNLM(nn.Module):
             loss = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
         return (logits, state), loss
 
+    def step(self, tokens: Tensor, state: State | None) -> tuple[Tensor, State]:
+        """One step: tokens (N,) -> next-token logits (N, V) and the new state."""
+        (logits, state), _ = self(tokens.view(-1, 1), state=state)
+        return logits[:, -1], state
+
     @torch.no_grad()
     def generate(
         self,
@@ -141,33 +92,11 @@ class RNNLM(nn.Module):
         """
         if prime.dim() != 1 or len(prime) < 1:
             raise RnnlabError("the prime must hold at least one token")
-        was_training = self.training
-        self.eval()
-        try:
-            device = self.decoder.weight.device
-            (logits, state), _ = self(prime.to(device).unsqueeze(0))
-            for _ in range(length):
-                token = sample_next(logits[:, -1], temperature, top_k, generator)  # (1,)
+        with evaluating(self):
+            (logits, state), _ = self(prime.to(self.decoder.weight.device).unsqueeze(0))
+            steps = generate(self.step, logits[:, -1], state, length, temperature, top_k, generator)
+            for token in steps:
                 yield int(token)
-                (logits, state), _ = self(token.view(1, 1), state=state)
-        finally:
-            self.train(was_training)
-
-    def to_meta(self) -> dict:
-        return {"task": "lm", "model_config": asdict(self.config)}
-
-    @classmethod
-    def from_meta(cls, meta: dict) -> RNNLM:
-        return cls(LMConfig(**meta["model_config"]))
-
-
-def from_meta(meta: dict) -> RNNLM:
-    """Rebuild an :class:`RNNLM` from checkpoint meta (for :func:`rnnlab.tasks.build_model`)."""
-    return RNNLM.from_meta(meta)
-
-
-def _detach(state: State) -> State:
-    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
 class TBPTTLoss:
@@ -186,14 +115,13 @@ class TBPTTLoss:
         if first:
             self.state = None
         (_, state), loss = model(inputs, targets, self.state)
-        self.state = _detach(state)
+        self.state = detach_state(state)
         return loss, inputs.numel()
 
     def state_dict(self) -> dict:
         if self.state is None:
             return {}
-        parts = self.state if isinstance(self.state, tuple) else (self.state,)
-        return {"state": list(parts)}
+        return {"state": list(state_parts(self.state))}
 
     def load_state_dict(self, d: dict) -> None:
         parts = d.get("state")
@@ -215,16 +143,13 @@ def evaluate_lm(model: RNNLM, ids: Tensor, batch_size: int = 32, seq_len: int = 
     if len(ids) < 2:
         raise RnnlabError(f"nothing to evaluate: {len(ids)} tokens (need 2 or more)")
     batch_size = min(batch_size, len(ids) - 1)  # a short text: fewer streams
-    was_training = model.training
-    model.eval()
     device = model.decoder.weight.device
     total, count, state = 0.0, 0, None
-    with torch.no_grad():
+    with evaluating(model), torch.no_grad():
         for x, y, _ in StreamBatches(ids, batch_size, seq_len, keep_last=True):
             (_, state), loss = model(x.to(device), y.to(device), state)
             total += float(loss) * y.numel()
             count += y.numel()
-    model.train(was_training)
     return total / count
 
 
@@ -244,4 +169,4 @@ def make_evaluator(
     return evaluate
 
 
-__all__ = ["RNNLM", "LMConfig", "TBPTTLoss", "evaluate_lm", "from_meta", "make_evaluator"]
+__all__ = ["RNNLM", "LMConfig", "TBPTTLoss", "evaluate_lm", "make_evaluator"]

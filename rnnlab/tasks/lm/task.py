@@ -1,273 +1,265 @@
-"""``rnnlab train lm``, ``rnnlab sample`` and ``rnnlab eval``: the character language model.
+"""The character language model, the main job: ``rnnlab train lm``, ``rnnlab sample``, ``rnnlab
+eval``.
 
-The main job: train a char-RNN on tiny-shakespeare (or any UTF-8 text), watch the validation
-loss in nats per character, and sample new text from a checkpoint as it is generated.
+Train a char-RNN on tiny-shakespeare (or any UTF-8 text, characters or words), watch the
+validation loss in nats per character, and sample new text from a checkpoint as it is
+generated. The defaults (a 2x512 LSTM on a 128-dim embedding, dropout 0.2 between the layers;
+AdamW with weight decay 0.1 at 3e-3 after 100 warm-up steps, decayed by a cosine over the run;
+windows of 50 characters, batches of 32) won the 30-minute trials in docs/BENCHMARKS.md:
+windows of 50 give twice the updates of 100 for the same tokens.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from rnnlab.cli.common import (
-    add_model_options,
-    add_trainer_options,
-    fraction,
-    nonneg_float,
-    nonneg_int,
-    one_line_errors,
-    positive_int,
-    prepare_out_dir,
-    probability,
-    resolve_device,
-    trainer_config_from_args,
-)
+from rnnlab.config import Config, at_least, fraction, nested, non_negative, option, positive
 from rnnlab.errors import RnnlabError
+from rnnlab.tasks.base import Task, TaskData
+from rnnlab.tasks.lm.config import LMConfig
+from rnnlab.train.config import TrainConfig
 
 if TYPE_CHECKING:
-    from rnnlab.tasks.lm.data import Vocabulary
-    from rnnlab.tasks.lm.model import RNNLM
-    from rnnlab.train.checkpoint import Checkpoint
+    import torch
+    from torch import nn
 
-#: The default model: a 2x512 LSTM on a 128-dim embedding, dropout 0.2 between the layers;
-#: AdamW (weight decay 0.1) at 3e-3 after 100 warm-up steps, decayed by a cosine over the run,
-#: windows of 50 characters, batches of 32. Windows of 50 give twice the updates of 100 for the
-#: same tokens, which won the 30-minute trials in docs/BENCHMARKS.md.
-MODEL_DEFAULTS = {"cell": "lstm", "layers": 2, "hidden": 512, "dropout": 0.2}
-TRAIN_DEFAULTS = {
-    "batch": 32,
-    "optimizer": "adamw",
-    "weight_decay": 0.1,
-    "lr": 3e-3,
-    "schedule": "cosine",
-    "min_lr": 1e-4,
-    "warmup": 100,
-    "clip": 5.0,
-    "eval_every": 400,
-}
-SEQ_LEN = 50
-DEFAULT_EPOCHS = 10
+    from rnnlab.data.vocab import Vocab
+    from rnnlab.tasks.runner import Run
 
 
-def register(commands: argparse._SubParsersAction, train: argparse._SubParsersAction) -> None:
-    """Add ``train lm``, ``sample`` and ``eval``."""
-    p = train.add_parser(
-        "lm",
-        help="train a character (or word) language model (default: tiny-shakespeare)",
-        description="Train a recurrent language model with truncated BPTT. With no arguments: "
-        "a 2x512 LSTM on the bundled tiny-shakespeare for 10 epochs, into runs/lm.",
+@dataclass(frozen=True)
+class LMTaskConfig(Config):
+    """Train a recurrent language model with truncated BPTT (default: a 2x512 LSTM on the bundled
+    tiny-shakespeare for 10 epochs)."""
+
+    title = "data"
+
+    data: str | None = option(
+        None, metavar="FILE", help="UTF-8 text file (default: tiny-shakespeare)"
     )
-    g = p.add_argument_group("data")
-    g.add_argument("--data", metavar="FILE", help="UTF-8 text file (default: tiny-shakespeare)")
-    g.add_argument("--word", action="store_true", help="word-level tokens instead of characters")
-    g.add_argument(
-        "--vocab-size",
-        type=positive_int,
-        default=10000,
-        help="word level: keep the N most frequent tokens, the rest <unk>",
+    word: bool = option(False, help="word-level tokens (words, punctuation) instead of characters")
+    vocab_size: int = option(
+        10000, check=at_least(2), help="word level: keep the N most frequent tokens, the rest <unk>"
     )
-    g.add_argument(
-        "--val-fraction",
-        type=fraction,
-        default=0.1,
-        help="the last part of the text kept for validation (default 0.1)",
+    val_fraction: float = option(
+        0.1, check=fraction, help="the last part of the text, kept for validation"
     )
-    g.add_argument(
-        "--seq-len",
-        type=positive_int,
-        default=SEQ_LEN,
-        help=f"truncated-BPTT window, in tokens (default {SEQ_LEN})",
-    )
-    g.add_argument(
-        "--no-shift",
-        action="store_true",
-        help="cut the text at the same places every epoch (default: each epoch after the first "
-        "starts its windows at a random offset below --seq-len)",
-    )
-    add_model_options(p, MODEL_DEFAULTS)
-    m = p.add_argument_group("language model")
-    m.add_argument(
-        "--embedding",
-        type=nonneg_int,
-        default=128,
-        help="embedding size; 0 = one-hot inputs (default 128)",
-    )
-    m.add_argument(
-        "--io-dropout",
-        type=probability,
-        default=0.0,
-        help="dropout on the embedding and before the decoder (default 0: --dropout acts only "
-        "between the recurrent layers, which learnt fastest in 30-minute runs)",
-    )
-    m.add_argument(
-        "--tie-weights",
-        action="store_true",
-        help="decoder shares the embedding matrix (needs --embedding = --hidden)",
-    )
-    m.add_argument(
-        "--sample",
-        type=nonneg_int,
-        default=200,
+    seq_len: int = option(50, check=positive, help="truncated-BPTT window, in tokens")
+    shift: bool = option(
+        True, help="each epoch after the first starts its windows at a random offset below "
+        "--seq-len (--no-shift: cut the text at the same places every epoch)"
+    )  # fmt: skip
+    sample: int = option(
+        200,
+        check=non_negative,
         metavar="N",
-        help="print an N-token sample after training (default 200; 0 = none)",
+        help="print an N-token sample after training (0: none)",
     )
-    add_trainer_options(p, TRAIN_DEFAULTS)
-    p.set_defaults(func=train_lm)
-    one_line_errors(p)
+    model: LMConfig = nested(LMConfig())
+    train: TrainConfig = nested(
+        TrainConfig(
+            batch_size=32, optimizer="adamw", weight_decay=0.1, lr=3e-3, schedule="cosine",
+            min_lr=1e-4, warmup_steps=100, clip_norm=5.0, eval_every=400, max_epochs=10,
+        )
+    )  # fmt: skip
 
-    s = commands.add_parser(
-        "sample",
-        help="generate text from a language-model checkpoint",
-        description="Stream text from a trained language model.",
-    )
-    s.add_argument("checkpoint", metavar="CKPT", help="a checkpoint or run directory")
-    s.add_argument("--prime", default=None, help="text to start from (default: a newline)")
-    s.add_argument("--length", type=nonneg_int, default=500, help="tokens to generate (500)")
-    s.add_argument(
-        "--temperature",
-        type=nonneg_float,
-        default=0.8,
-        help="below 1 more conservative, above 1 more random; 0 = greedy (0.8)",
-    )
-    s.add_argument("--top-k", type=positive_int, default=None, help="sample among the K likeliest")
-    s.add_argument("--greedy", action="store_true", help="always take the likeliest token")
-    s.add_argument("--seed", type=nonneg_int, default=None, help="for a reproducible sample")
-    s.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    s.set_defaults(func=sample_cmd)
-    one_line_errors(s)
-
-    e = commands.add_parser(
-        "eval",
-        help="validation loss of a language-model checkpoint",
-        description="Loss (nats/token), bits per token and perplexity on the validation split "
-        "(the last --val-fraction) of the training text or of --data.",
-    )
-    e.add_argument("checkpoint", metavar="CKPT", help="a checkpoint or run directory")
-    e.add_argument("--data", metavar="FILE", help="text file (default: the one it was trained on)")
-    e.add_argument(
-        "--val-fraction",
-        type=fraction,
-        default=None,
-        help="validation fraction (default: the training run's)",
-    )
-    e.add_argument("--all", action="store_true", help="score the whole file, not its last part")
-    e.add_argument("--batch", type=positive_int, default=32, help="parallel streams (32)")
-    e.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    e.set_defaults(func=eval_cmd)
-    one_line_errors(e)
+    @property
+    def tokenizer(self) -> str:
+        return "words" if self.word else "chars"
 
 
-# -- train ---------------------------------------------------------------------------------
-def _corpus_name(path: str | None) -> str:
+@dataclass(frozen=True)
+class SampleConfig(Config):
+    """Stream text from a trained language model, as it is generated."""
+
+    title = "sample"
+
+    checkpoint: str = option(positional=True, metavar="CKPT", help="a checkpoint or run directory")
+    prime: str | None = option(None, help="text to start from (default: a newline)")
+    length: int = option(500, check=non_negative, help="tokens to generate")
+    temperature: float = option(
+        0.8, check=non_negative, help="below 1 more conservative, above 1 more random; 0 = greedy"
+    )
+    top_k: int | None = option(None, check=positive, help="sample among the K likeliest")
+    greedy: bool = option(False, help="always take the likeliest token (temperature 0)")
+    seed: int | None = option(None, check=at_least(0), help="for a reproducible sample")
+
+
+@dataclass(frozen=True)
+class EvalConfig(Config):
+    """Loss (nats/token), bits per token and perplexity of a language model on the validation
+    split (the last --val-fraction) of the text it was trained on, or of --data."""
+
+    title = "eval"
+
+    checkpoint: str = option(positional=True, metavar="CKPT", help="a checkpoint or run directory")
+    data: str | None = option(None, metavar="FILE", help="text file (default: its training text)")
+    val_fraction: float | None = option(
+        None, check=fraction, help="validation fraction (default: the training run's)"
+    )
+    all: bool = option(False, help="score the whole file, not its last part")
+    batch: int = option(32, check=positive, help="parallel streams")
+
+
+def _source(path: str | None) -> str:
     return str(Path(path).resolve()) if path else "bundled:tinyshakespeare.txt"
 
 
-def train_lm(args: argparse.Namespace) -> int:
-    from rnnlab.tasks.lm.data import CharVocab, StreamBatches, WordVocab, read_corpus, split_ids
-    from rnnlab.tasks.lm.model import RNNLM, LMConfig, TBPTTLoss, make_evaluator
-    from rnnlab.train.trainer import Trainer
+class LMTask(Task):
+    """many-to-many on a stream: a character (or word) language model (default: Shakespeare)"""
 
-    text = read_corpus(args.data)
-    vocab = WordVocab.from_text(text, args.vocab_size) if args.word else CharVocab.from_text(text)
-    ids = vocab.encode(text)
-    train_ids, val_ids = split_ids(ids, args.val_fraction)
-    batches = StreamBatches(train_ids, args.batch, args.seq_len, shift=not args.no_shift)
-    if len(val_ids) < 2:
-        raise RnnlabError(
-            f"the validation part of the text has {len(val_ids)} tokens (need 2 or more): "
-            "use a longer text or a larger --val-fraction"
+    name = "lm"
+    help = "train a character (or word) language model (default: tiny-shakespeare)"
+    config = LMTaskConfig
+    commands = {"sample": SampleConfig, "eval": EvalConfig}
+    unit = "chars"
+
+    # -- training ---------------------------------------------------------------------------
+    def load(self, config: LMTaskConfig) -> TaskData:
+        from rnnlab.tasks.lm.data import build_vocab, encode_text, read_corpus, split_ids
+
+        text = read_corpus(config.data)
+        vocab = build_vocab(text, config.tokenizer, config.vocab_size)
+        train, val = split_ids(encode_text(vocab, text, config.tokenizer), config.val_fraction)
+        if len(val) < 2:
+            raise RnnlabError(
+                f"the validation part of the text has {len(val)} tokens (need 2 or more): "
+                "use a longer text or a larger --val-fraction"
+            )
+        unit = "words" if config.word else "chars"
+        name = Path(config.data).name if config.data else "tinyshakespeare.txt"
+        summary = (
+            f"{name}: {len(train):,} train / {len(val):,} validation {unit}, "
+            f"vocabulary {len(vocab)}"
         )
-    config = LMConfig(
-        vocab_size=len(vocab),
-        cell=args.cell,
-        hidden_size=args.hidden,
-        num_layers=args.layers,
-        embedding_size=args.embedding,
-        dropout=args.dropout,
-        layer_norm=args.layer_norm,
-        forget_bias=args.forget_bias,
-        tie_weights=args.tie_weights,
-        io_dropout=args.io_dropout,
-    )
-    limits = (args.time_budget, args.max_steps, args.epochs)
-    epochs = DEFAULT_EPOCHS if all(v is None for v in limits) else args.epochs
-    train_config = trainer_config_from_args(args, max_epochs=epochs)
-    out = prepare_out_dir(args, "lm")
-    device = resolve_device(args)
-    torch.manual_seed(args.seed)
-    model = RNNLM(config).to(device)
-    meta = {
-        **model.to_meta(),
-        "vocab": vocab.to_meta(),
-        "data": {"path": _corpus_name(args.data), "val_fraction": args.val_fraction},
-        "seq_len": args.seq_len,
-    }
-    n_params = sum(p.numel() for p in model.parameters())
-    unit = "words" if args.word else "chars"
-    limit = ", ".join(
-        f"{name} {value}"
-        for name, value in (
-            ("time budget", f"{args.time_budget:g}s" if args.time_budget else None),
-            ("max steps", args.max_steps),
-            ("epochs", epochs),
+        provenance = {
+            "tokenizer": config.tokenizer,
+            "val_fraction": config.val_fraction,
+            "seq_len": config.seq_len,
+        }
+        return TaskData(
+            train, val, vocabs={"tokens": vocab}, source=_source(config.data), summary=summary,
+            provenance=provenance, unit=unit,
+        )  # fmt: skip
+
+    def build_model(self, config: LMTaskConfig, data: TaskData) -> nn.Module:
+        from rnnlab.tasks.lm.model import RNNLM
+
+        return RNNLM(config.model.replace(vocab_size=len(data.vocabs["tokens"])))
+
+    def model_from_meta(self, model_config: dict[str, Any]) -> nn.Module:
+        from rnnlab.tasks.lm.model import RNNLM
+
+        return RNNLM(LMConfig.from_meta(model_config, "model_config"))
+
+    def batches(self, config: LMTaskConfig, data: TaskData) -> Any:
+        from rnnlab.tasks.lm.data import StreamBatches
+
+        return StreamBatches(
+            data.train, config.train.batch_size, config.seq_len, shift=config.shift
         )
-        if value
-    )
-    print(
-        f"{'resuming' if args.resume else 'training'} a {config.num_layers}x{config.hidden_size} "
-        f"{config.cell} ({n_params / 1e6:.2f}M parameters) on {Path(meta['data']['path']).name}: "
-        f"{len(train_ids):,} train / {len(val_ids):,} validation {unit}, vocabulary "
-        f"{len(vocab)}; {len(batches)} batches per epoch; {limit}; -> {out}",
-        file=sys.stderr,
-    )
-    trainer = Trainer(
-        model,
-        train_config,
-        out,
-        loss_fn=TBPTTLoss(),
-        evaluate=make_evaluator(val_ids, batch_size=32, seq_len=256),
-        meta=meta,
-        resume=args.resume,
-    )
-    result = trainer.fit(batches)
-    if result.stopped == "nan":
-        print(f"rnnlab: error: {result.message}", file=sys.stderr)
-        return 1
-    val = result.best_val_loss
-    summary = f"done ({result.stopped}) after {result.steps} steps, {result.elapsed:.0f}s"
-    if result.tokens_per_s:
-        summary += f", {result.tokens_per_s:,.0f} {unit}/s"
-    if val is not None:
-        summary += (
-            f"; best validation loss {val:.4f} nats/{unit[:-1]} ({val / math.log(2):.3f} bits) "
-            f"at step {result.best_step}"
+
+    def loss_fn(self, config: LMTaskConfig, data: TaskData) -> Any:
+        from rnnlab.tasks.lm.model import TBPTTLoss
+
+        return TBPTTLoss()
+
+    def evaluate(self, model: nn.Module, data: TaskData, config: LMTaskConfig) -> dict[str, float]:
+        from rnnlab.tasks.lm.model import evaluate_lm
+
+        loss = evaluate_lm(model, data.val, batch_size=32, seq_len=256)
+        return {"val_loss": loss, "val_bpc": loss / math.log(2), "val_ppl": math.exp(min(loss, 50))}
+
+    def describe(self, config: LMTaskConfig, data: TaskData) -> str:
+        return f"a {config.model.rnn.describe()} language model on {data.summary}"
+
+    def test(self, run: Run, data: TaskData, config: LMTaskConfig) -> None:
+        """No test split: the validation loss is the figure; print a sample of the best model."""
+        if config.sample:
+            import torch
+
+            vocab = data.vocabs["tokens"]
+            unit = "words" if config.word else "chars"
+            print(f"--- sample ({config.sample} {unit}, temperature 0.8) ---", file=sys.stderr)
+            generator = torch.Generator(device=run.device).manual_seed(0)
+            _stream(run, vocab, _default_prime(vocab), config.sample, 0.8, None, generator)
+
+    # -- use --------------------------------------------------------------------------------
+    def sample(self, run: Run, options: SampleConfig) -> int:
+        import torch
+
+        vocab = run.vocabs["tokens"]
+        prime = options.prime if options.prime is not None else _default_prime(vocab)
+        if not prime:
+            raise RnnlabError("--prime is empty: give at least one character, or leave it out")
+        temperature = 0.0 if options.greedy else options.temperature
+        generator = torch.Generator(device=run.device)
+        if options.seed is not None:
+            generator.manual_seed(options.seed)
+        else:
+            generator.seed()
+        _stream(run, vocab, prime, options.length, temperature, options.top_k, generator)
+        return 0
+
+    def eval(self, run: Run, options: EvalConfig) -> int:
+        from rnnlab.tasks.lm.data import encode_text, read_corpus, split_ids
+        from rnnlab.tasks.lm.model import evaluate_lm
+
+        stored = run.meta.get("data", {})
+        path = options.data
+        source = str(stored.get("source") or "")
+        if path is None and not source.startswith("bundled:"):
+            path = source or None
+        tokenizer = stored.get("tokenizer", "chars")
+        text = read_corpus(path)
+        ids = encode_text(run.vocabs["tokens"], text, tokenizer)
+        if not options.all:
+            ids = split_ids(ids, options.val_fraction or stored.get("val_fraction", 0.1))[1]
+        loss = evaluate_lm(run.model, ids, batch_size=options.batch)
+        unit = "word" if tokenizer == "words" else "char"
+        print(
+            f"{run.checkpoint.path}: loss {loss:.4f} nats/{unit}, {loss / math.log(2):.4f} "
+            f"bits/{unit}, perplexity {math.exp(min(loss, 50)):.3f} on {len(ids):,} {unit}s"
         )
-    print(summary, file=sys.stderr)
-    print(f"checkpoints in {out}/best and {out}/last; curves in {out}/loss.png", file=sys.stderr)
-    if args.sample:
-        from rnnlab.train.checkpoint import load_model
+        return 0
 
-        best, _ = load_model(out, device=device)
-        prime = _default_prime(vocab)
-        print(f"--- sample ({args.sample} {unit}, temperature 0.8) ---", file=sys.stderr)
-        generator = torch.Generator(device=device).manual_seed(0)
-        _stream(best, vocab, prime, args.sample, 0.8, None, generator)
-    return 0
+    # -- analysis ---------------------------------------------------------------------------
+    def diagnostic_batch(self, run: Run, data: str | None, length: int, batch: int) -> Any:
+        import torch
+        from torch.nn import functional as F
+
+        from rnnlab.tasks.lm.data import encode_text, read_corpus, split_ids
+
+        tokenizer = run.meta.get("data", {}).get("tokenizer", "chars")
+        ids = split_ids(encode_text(run.vocabs["tokens"], read_corpus(data), tokenizer), 0.1)[1]
+        if length < 2 or len(ids) < length + 2:
+            raise RnnlabError(
+                f"--length must be in [2, {len(ids) - 2}] for this text, got {length}"
+            )
+        g = torch.Generator().manual_seed(0)
+        starts = torch.randint(0, len(ids) - length - 1, (batch,), generator=g)
+        x = torch.stack([ids[s : s + length] for s in starts])
+        y = torch.stack([ids[s + 1 : s + length + 1] for s in starts])
+        model = run.model
+
+        def loss_fn() -> torch.Tensor:
+            (logits, _), _ = model(x)
+            return F.cross_entropy(logits[:, -1], y[:, -1])
+
+        return (lambda: model(x)), loss_fn, f"the next character after {length} characters"
 
 
-# -- sample --------------------------------------------------------------------------------
-def _default_prime(vocab: Vocabulary) -> str:
-    return "\n" if "\n" in vocab.index else vocab.tokens[-1]
+def _default_prime(vocab: Vocab) -> str:
+    return "\n" if "\n" in vocab else vocab.itos[-1]
 
 
 def _stream(
-    model: RNNLM,
-    vocab: Vocabulary,
+    run: Run,
+    vocab: Vocab,
     prime: str,
     length: int,
     temperature: float,
@@ -275,81 +267,29 @@ def _stream(
     generator: torch.Generator,
 ) -> None:
     """Write ``prime`` and then each generated token to stdout as soon as it is drawn."""
-    from rnnlab.tasks.lm.data import WordVocab
+    from rnnlab.data.tokenize import tokenizer
+    from rnnlab.tasks.lm.data import encode_text
 
-    ids = vocab.encode(prime)
+    name = run.meta.get("data", {}).get("tokenizer", "chars")
+    if top_k is not None and top_k > len(vocab):
+        raise RnnlabError(f"--top-k {top_k} is more than the vocabulary's {len(vocab)} tokens")
+    ids = encode_text(vocab, prime, name)
     if len(ids) == 0:
         raise RnnlabError(f"the prime {prime!r} holds no tokens")
+    join = tokenizer(name).join
     sys.stdout.write(prime)
     sys.stdout.flush()
-    sep = isinstance(vocab, WordVocab)
-    previous = vocab.tokens[int(ids[-1])]
-    for token in model.generate(ids, length, temperature, top_k, generator):
-        piece = vocab.decode([token])
-        if sep:  # the word decoder's spacing, one token at a time
-            piece = vocab.decode([vocab.index[previous], token])[len(previous) :]
-            previous = vocab.tokens[token]
+    previous = vocab.itos[int(ids[-1])]
+    for token in run.model.generate(ids, length, temperature, top_k, generator):
+        word = vocab.itos[token]
+        piece = join([previous, word])[len(previous) :]  # the tokenizer's spacing, one at a time
+        previous = word
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
     sys.stdout.flush()
 
 
-def _load_lm(path: str, device: torch.device) -> tuple[RNNLM, Vocabulary, Checkpoint]:
-    from rnnlab.tasks.lm.data import vocab_from_meta
-    from rnnlab.train.checkpoint import load_model
+TASK = LMTask()
 
-    model, ckpt = load_model(path, device=device)
-    if ckpt.meta.get("task") != "lm":
-        raise RnnlabError(
-            f"{ckpt.path} is a {ckpt.meta.get('task')!r} checkpoint, not a language model"
-        )
-    return model, vocab_from_meta(ckpt.meta.get("vocab")), ckpt
-
-
-def sample_cmd(args: argparse.Namespace) -> int:
-    model, vocab, _ = _load_lm(args.checkpoint, resolve_device(args))
-    prime = args.prime if args.prime is not None else _default_prime(vocab)
-    missing = vocab.unknown(prime)
-    if missing:
-        raise RnnlabError(
-            "the prime has characters outside the model's vocabulary: "
-            + ", ".join(repr(c) for c in missing[:10])
-        )
-    temperature = 0.0 if args.greedy else args.temperature
-    generator = torch.Generator(device=model.decoder.weight.device)
-    if args.seed is not None:
-        generator.manual_seed(args.seed)
-    else:
-        generator.seed()
-    _stream(model, vocab, prime, args.length, temperature, args.top_k, generator)
-    return 0
-
-
-# -- eval ----------------------------------------------------------------------------------
-def eval_cmd(args: argparse.Namespace) -> int:
-    from rnnlab.tasks.lm.data import read_corpus, split_ids
-    from rnnlab.tasks.lm.model import evaluate_lm
-
-    model, vocab, ckpt = _load_lm(args.checkpoint, resolve_device(args))
-    data = ckpt.meta.get("data", {})
-    path = args.data
-    if path is None and not str(data.get("path", "")).startswith("bundled:"):
-        path = data.get("path")
-    text = read_corpus(path)
-    missing = vocab.unknown(text)
-    if missing:
-        raise RnnlabError(
-            f"{path} has characters outside the model's vocabulary: "
-            + ", ".join(repr(c) for c in missing[:10])
-        )
-    ids = vocab.encode(text)
-    if not args.all:
-        ids = split_ids(ids, args.val_fraction or data.get("val_fraction", 0.1))[1]
-    loss = evaluate_lm(model, ids, batch_size=args.batch)
-    unit = "word" if vocab.kind == "word" else "char"
-    print(
-        f"{ckpt.path}: loss {loss:.4f} nats/{unit}, {loss / math.log(2):.4f} bits/{unit}, "
-        f"perplexity {math.exp(min(loss, 50)):.3f} on {len(ids):,} {unit}s"
-    )
-    return 0
+__all__ = ["TASK", "EvalConfig", "LMTask", "LMTaskConfig", "SampleConfig"]

@@ -8,7 +8,8 @@ r"""One-to-many: conditional name generation, one character at a time, given a l
 
 The language embedding :math:`G[\ell]` is concatenated to every input step (as in the PyTorch
 tutorial's conditional generator), so the condition never fades. Generation samples (or, at
-temperature 0, takes the most likely) character until ``<eos>``.
+temperature 0, takes the most likely) character until ``<eos>``, through the shared decode loop
+(:func:`rnnlab.tasks.decoding.generate`) and the model's :meth:`NameGenerator.step`.
 
 Shapes: N batch, T time, V characters.
 """
@@ -16,49 +17,17 @@ Shapes: N batch, T time, V characters.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-from rnnlab.core.registry import RecurrentConfig
-from rnnlab.tasks.common import (
-    check_rnn_input,
-    config_from_dict,
-    config_to_dict,
-    forbid,
-    lengths_or_full,
-    masked_cross_entropy,
-)
-from rnnlab.tasks.decoding import sample_next
+from rnnlab.core.state import State
+from rnnlab.tasks.common import lengths_or_full, masked_cross_entropy
+from rnnlab.tasks.decoding import collect, evaluating, generate
+from rnnlab.tasks.names.config import NameGeneratorConfig
 
-TASK = "names"
-
-
-@dataclass(frozen=True)
-class NameGeneratorConfig:
-    """Args:
-    vocab_size: characters plus the specials (``<pad>`` = 0, ``sos_id``, ``eos_id``).
-    num_languages: number of conditions.
-    embed_dim: character embedding size.
-    lang_dim: language embedding size (``rnn.input_size = embed_dim + lang_dim``).
-    rnn: the recurrent layer (unidirectional: it generates left to right).
-    dropout: on the inputs and on the recurrent outputs.
-    """
-
-    vocab_size: int
-    num_languages: int
-    embed_dim: int = 32
-    lang_dim: int = 16
-    rnn: RecurrentConfig = field(default_factory=lambda: RecurrentConfig(input_size=48))
-    dropout: float = 0.0
-    sos_id: int = 1
-    eos_id: int = 2
-
-    def __post_init__(self) -> None:
-        check_rnn_input(self.rnn, self.embed_dim + self.lang_dim, "NameGeneratorConfig")
-        if self.rnn.bidirectional:
-            raise ValueError("a generator reads left to right: rnn.bidirectional must be False")
+#: the generator's decoding state: the languages (N,) and the recurrent state
+GenState = tuple[Tensor, State | None]
 
 
 class NameGenerator(nn.Module):
@@ -77,7 +46,7 @@ class NameGenerator(nn.Module):
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=0)
         self.language = nn.Embedding(config.num_languages, config.lang_dim)
-        self.rnn = config.rnn.build(batch_first=True)
+        self.rnn = config.rnn.build(config.embed_dim + config.lang_dim, batch_first=True)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.rnn.hidden_size, config.vocab_size)
 
@@ -103,6 +72,21 @@ class NameGenerator(nn.Module):
         loss = None if targets is None else masked_cross_entropy(logits, targets, lengths)
         return logits, loss
 
+    def _advance(
+        self, languages: Tensor, tokens: Tensor, state: State | None
+    ) -> tuple[Tensor, GenState]:
+        """Feed tokens (N, T) from ``state``: the next-character logits (N, V) after the last."""
+        out, state = self.rnn(self._inputs(languages, tokens), state)
+        return self.head(out[:, -1]), (languages, state)
+
+    def step(self, tokens: Tensor, state: GenState) -> tuple[Tensor, GenState]:
+        """One step: characters (N,) -> next-character logits (N, V) and the new state.
+
+        The state is ``(languages (N,), recurrent state)``: the condition travels with it.
+        """
+        languages, rnn_state = state
+        return self._advance(languages, tokens.view(-1, 1), rnn_state)
+
     @torch.no_grad()
     def generate(
         self,
@@ -115,6 +99,9 @@ class NameGenerator(nn.Module):
     ) -> list[list[int]]:
         """One name per language in ``languages`` (N,): character ids without ``<eos>``.
 
+        The model runs in eval mode (no dropout) while generating; ``<pad>`` and ``<sos>`` are
+        never generated.
+
         Args:
             max_len: at most this many characters (the prefix included).
             temperature: sampling temperature; 0 is greedy (the most likely character).
@@ -123,36 +110,22 @@ class NameGenerator(nn.Module):
             generator: random generator, for reproducible samples.
         """
         N = languages.shape[0]
+        steps = max_len - len(prefix)
+        if steps <= 0:
+            return [list(prefix) for _ in range(N)]
         device = self.head.weight.device
         languages = languages.to(device)
         start = torch.tensor([self.config.sos_id, *prefix], device=device)
-        names = [list(prefix) for _ in range(N)]
-        done = torch.zeros(N, dtype=torch.bool, device=device)
-        x = start.unsqueeze(0).expand(N, -1)  # feed <sos> and the prefix at once
-        state = None
-        for _ in range(max_len - len(prefix)):
-            out, state = self.rnn(self._inputs(languages, x), state)
-            nxt = sample_next(
-                forbid(self.head(out[:, -1]), [0, self.config.sos_id]),
-                temperature,
-                top_k,
-                generator,
-            )  # (N,)
-            for i in range(N):
-                if not done[i] and int(nxt[i]) != self.config.eos_id:
-                    names[i].append(int(nxt[i]))
-            done |= nxt == self.config.eos_id
-            if bool(done.all()):
-                break
-            x = nxt.unsqueeze(1)
-        return names
-
-    def to_meta(self) -> dict:
-        return {"task": TASK, "model_config": config_to_dict(self.config)}
+        eos = self.config.eos_id
+        with evaluating(self):
+            # feed <sos> and the prefix at once
+            logits, state = self._advance(languages, start.unsqueeze(0).expand(N, -1), None)
+            tokens = generate(
+                self.step, logits, state, steps, temperature, top_k, generator,
+                eos=eos, never=(0, self.config.sos_id),
+            )  # fmt: skip
+            names = collect(tokens, eos)
+        return [[*prefix, *name] for name in names]
 
 
-def from_meta(meta: dict) -> NameGenerator:
-    return NameGenerator(config_from_dict(NameGeneratorConfig, meta["model_config"]))
-
-
-__all__ = ["NameGenerator", "NameGeneratorConfig", "from_meta"]
+__all__ = ["GenState", "NameGenerator", "NameGeneratorConfig"]

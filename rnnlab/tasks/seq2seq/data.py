@@ -2,9 +2,10 @@
 
 A pairs file has one ``source<TAB>target`` per line; further columns are kept but unused (the
 bundled ``eng-fra-5k.tsv``, 5,000 English-French pairs from Tatoeba, CC-BY 2.0 France, has an
-attribution column). Sentences are tokenised by :func:`tokenize` (lowercase; words, with inner
-apostrophes and hyphens, and punctuation marks as tokens) and mapped to ids by a
-:class:`~rnnlab.data.vocab.Vocab` with ``<sos>``, ``<eos>``, ``<pad>`` and ``<unk>``.
+attribution column). Sentences are tokenised by the ``sentence`` tokenizer of
+:mod:`rnnlab.data.tokenize` (lowercase; words, with inner apostrophes and hyphens, and
+punctuation marks as tokens; the synthetic digit tasks use ``whitespace``) and mapped to ids by
+a :class:`~rnnlab.data.vocab.Vocab` with ``<sos>``, ``<eos>``, ``<pad>`` and ``<unk>``.
 
 The synthetic tasks (:func:`digit_pairs`): reverse or sort a sequence of digits; a correct
 encoder-decoder solves them, which makes them the quick check of the model and its decoders.
@@ -13,14 +14,10 @@ encoder-decoder solves them, which makes them the quick check of the model and i
 from __future__ import annotations
 
 import random
-import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from rnnlab.errors import RnnlabError
-
-_TOKEN = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*|[^\w\s]|_")
 
 
 @dataclass(frozen=True)
@@ -32,19 +29,17 @@ class Pair:
     extra: tuple[str, ...] = ()
 
 
-def tokenize(sentence: str) -> list[str]:
-    """Lowercase word and punctuation tokens.
-
-    >>> tokenize("I'm cold, aren't you?")
-    ["i'm", 'cold', ',', "aren't", 'you', '?']
-    """
-    sentence = unicodedata.normalize("NFC", sentence).lower()
-    return _TOKEN.findall(sentence)
-
-
-def detokenize(tokens: list[str]) -> str:
-    """Tokens joined by spaces (the form :func:`tokenize` reads back and BLEU is computed on)."""
-    return " ".join(tokens)
+def _pair(path: Path, lineno: int, line: str) -> Pair | None:
+    """The pair on line ``lineno`` of ``path``; None for a blank line."""
+    line = line.rstrip("\r\n")
+    if not line.strip():
+        return None
+    fields = line.split("\t")
+    if len(fields) < 2 or not fields[0].strip() or not fields[1].strip():
+        raise RnnlabError(
+            f"{path}:{lineno}: expected source<TAB>target (two non-empty fields), got {line[:60]!r}"
+        )
+    return Pair(fields[0].strip(), fields[1].strip(), tuple(fields[2:]))
 
 
 def read_pairs(path: Path | str) -> list[Pair]:
@@ -52,22 +47,18 @@ def read_pairs(path: Path | str) -> list[Pair]:
 
     Raises:
         RnnlabError: on a line with fewer than two fields or an empty side (with its line
-            number), or a file with no pair.
+            number), a file with no pair, or one that is not UTF-8.
     """
     path = Path(path)
-    pairs = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) < 2 or not fields[0].strip() or not fields[1].strip():
-                raise RnnlabError(
-                    f"{path}:{lineno}: expected source<TAB>target (two non-empty fields), "
-                    f"got {line[:60]!r}"
-                )
-            pairs.append(Pair(fields[0].strip(), fields[1].strip(), tuple(fields[2:])))
+    try:
+        with path.open(encoding="utf-8") as f:
+            pairs = [
+                pair for lineno, line in enumerate(f, 1) if (pair := _pair(path, lineno, line))
+            ]
+    except UnicodeDecodeError as exc:
+        raise RnnlabError(
+            f"{path} is not UTF-8 text ({exc.reason}): convert it, e.g. iconv -f latin1 -t utf-8"
+        ) from None
     if not pairs:
         raise RnnlabError(f"{path} has no sentence pairs")
     return pairs
@@ -122,9 +113,7 @@ def split_pairs(
 __all__ = [
     "DIGIT_TASKS",
     "Pair",
-    "detokenize",
     "digit_pairs",
     "read_pairs",
     "split_pairs",
-    "tokenize",
 ]

@@ -9,7 +9,8 @@ r"""Many-to-many, different lengths: the encoder-decoder (Sutskever et al. 2014;
 The encoder's final state starts the decoder (a bidirectional encoder's two directions are
 merged per layer by ``tanh(W [h_fwd; h_bwd])``). Training feeds the decoder the previous *gold*
 token with probability ``teacher_forcing`` (else its own most likely one; in eval mode always
-the gold one). Decoding: :meth:`Seq2Seq.greedy` (batched) and :meth:`Seq2Seq.beam_search`.
+the gold one). Decoding, in eval mode: :meth:`Seq2Seq.greedy` (batched, on the one decode loop
+:func:`rnnlab.tasks.decoding.generate`) and :meth:`Seq2Seq.beam_search`.
 
 Optional attention (beyond the lectures): at every step a context vector
 :math:`c_t = \sum_j \alpha_{tj} h_j` over the encoder outputs, with
@@ -27,27 +28,22 @@ K encoder directions, E embedding size.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from rnnlab.core.cells import State
-from rnnlab.core.registry import RecurrentConfig
-from rnnlab.tasks.common import (
-    check_rnn_input,
-    config_from_dict,
-    config_to_dict,
+from rnnlab.core.state import State, hidden_part, map_state
+from rnnlab.tasks.common import lengths_or_full, masked_cross_entropy, sequence_mask
+from rnnlab.tasks.decoding import (
+    Hypothesis,
+    beam_search,
+    collect,
+    evaluating,
     forbid,
-    lengths_or_full,
-    masked_cross_entropy,
-    sequence_mask,
+    generate,
 )
-from rnnlab.tasks.decoding import Hypothesis, beam_search
-
-TASK = "seq2seq"
+from rnnlab.tasks.seq2seq.config import Seq2SeqConfig
 
 
 class Memory(NamedTuple):
@@ -98,7 +94,7 @@ class LuongAttention(nn.Module):
         return query @ memory.projected.transpose(1, 2)
 
 
-#: The attention mechanisms, by the name the config stores.
+#: The attention mechanisms, by the name the config stores (see ``ATTENTION_NAMES``).
 ATTENTIONS: dict[str, type[nn.Module]] = {"bahdanau": BahdanauAttention, "luong": LuongAttention}
 
 
@@ -110,45 +106,14 @@ def attend(attention: nn.Module, query: Tensor, memory: Memory) -> tuple[Tensor,
     return weights @ memory.keys, weights
 
 
-@dataclass(frozen=True)
-class Seq2SeqConfig:
-    """Args:
-    src_vocab_size, tgt_vocab_size: vocabularies (id 0 is ``<pad>`` in both).
-    embed_dim: E, both embeddings (= ``encoder.input_size``).
-    encoder: the encoder's recurrent layer (any cell, stacked, bidirectional). The decoder
-        has the same cell, hidden size and layers, one direction.
-    attention: None, ``"bahdanau"`` or ``"luong"``.
-    dropout: on embeddings and on the features before the output layer.
-    teacher_forcing: probability of feeding the gold previous token in training.
-    sos_id, eos_id: target ids of ``<sos>`` and ``<eos>``.
-    """
-
-    src_vocab_size: int
-    tgt_vocab_size: int
-    embed_dim: int = 64
-    encoder: RecurrentConfig = field(default_factory=lambda: RecurrentConfig(input_size=64))
-    attention: str | None = None
-    dropout: float = 0.0
-    teacher_forcing: float = 1.0
-    sos_id: int = 1
-    eos_id: int = 2
-
-    def __post_init__(self) -> None:
-        check_rnn_input(self.encoder, self.embed_dim, "Seq2SeqConfig")
-        if self.attention is not None and self.attention not in ATTENTIONS:
-            raise ValueError(
-                f"attention must be None or one of {list(ATTENTIONS)}, got {self.attention!r}"
-            )
-        if not 0.0 <= self.teacher_forcing <= 1.0:
-            raise ValueError(f"teacher_forcing must be in [0, 1], got {self.teacher_forcing}")
-
-
 class Seq2Seq(nn.Module):
-    """Encoder-decoder with optional attention.
+    """Encoder-decoder with optional attention, described by a :class:`Seq2SeqConfig`.
 
     Example::
 
-        >>> model = Seq2Seq(Seq2SeqConfig(src_vocab_size=20, tgt_vocab_size=20, attention="luong"))
+        >>> from rnnlab.core.registry import RecurrentConfig
+        >>> config = Seq2SeqConfig(20, 20, 16, RecurrentConfig("gru", 32), attention="luong")
+        >>> model = Seq2Seq(config)
         >>> src, lengths = torch.randint(4, 20, (2, 5)), torch.tensor([5, 3])
         >>> tgt = torch.tensor([[1, 5, 6, 2], [1, 7, 2, 0]])  # <sos> ... <eos>, padded
         >>> logits, loss = model(src, lengths, tgt, torch.tensor([4, 3]))
@@ -163,13 +128,13 @@ class Seq2Seq(nn.Module):
         H, K = enc.hidden_size, (2 if enc.bidirectional else 1)
         self.src_embedding = nn.Embedding(config.src_vocab_size, config.embed_dim, padding_idx=0)
         self.tgt_embedding = nn.Embedding(config.tgt_vocab_size, config.embed_dim, padding_idx=0)
-        self.encoder = enc.build(batch_first=True)
+        self.encoder = enc.build(config.embed_dim, batch_first=True)
         self.attention = (
             ATTENTIONS[config.attention](H, K * H, H) if config.attention is not None else None
         )
         feeds = self.attention is not None and self.attention.feeds_input
         dec_input = config.embed_dim + (K * H if feeds else 0)
-        self.decoder = dataclasses.replace(enc, input_size=dec_input, bidirectional=False).build()
+        self.decoder = enc.replace(bidirectional=False).build(dec_input, batch_first=True)
         # merges the two directions of a bidirectional encoder's final state, per layer
         self.bridge_h = nn.Linear(2 * H, H) if K == 2 else None
         self.bridge_c = nn.Linear(2 * H, H) if K == 2 and self.decoder.state_is_tuple else None
@@ -190,16 +155,18 @@ class Seq2Seq(nn.Module):
         return memory, state
 
     def _bridge(self, state: State) -> State:
+        """(L*2, N, H) per part -> (L, N, H): ``tanh(W_h [fwd; bwd])`` for h, ``W_c [fwd; bwd]``
+        for the LSTM's c."""
         L, H = self.config.encoder.num_layers, self.config.encoder.hidden_size
+        merges = iter([(self.bridge_h, True), (self.bridge_c, False)])
 
-        def merge(x: Tensor, linear: nn.Linear, squash: bool) -> Tensor:
+        def merge(x: Tensor) -> Tensor:
+            linear, squash = next(merges)
             both = x.reshape(L, 2, -1, H).permute(0, 2, 1, 3).reshape(L, -1, 2 * H)  # (L, N, 2H)
             y = linear(both)
             return torch.tanh(y) if squash else y
 
-        if isinstance(state, tuple):
-            return merge(state[0], self.bridge_h, True), merge(state[1], self.bridge_c, False)
-        return merge(state, self.bridge_h, True)
+        return map_state(merge, state)
 
     # -- decoder ----------------------------------------------------------------------------
     def _features(self, out: Tensor, context: Tensor | None) -> Tensor:
@@ -214,7 +181,7 @@ class Seq2Seq(nn.Module):
         x = self.dropout(self.tgt_embedding(prev)).unsqueeze(1)  # (N, 1, E)
         context = None
         if self.attention is not None and self.attention.feeds_input:
-            top = (state[0] if isinstance(state, tuple) else state)[-1]  # (N, H)
+            top = hidden_part(state)[-1]  # (N, H)
             context, _ = attend(self.attention, top.unsqueeze(1), memory)
             x = torch.cat([x, context], dim=-1)
         out, state = self.decoder(x, state)
@@ -273,32 +240,34 @@ class Seq2Seq(nn.Module):
     def _never(self) -> list[int]:
         return [0, self.config.sos_id]  # <pad>, <sos>
 
-    def _greedy(self, memory: Memory, state: State, max_len: int) -> tuple[Tensor, Tensor]:
+    def _greedy(self, memory: Memory, state: State, max_len: int) -> tuple[list[list[int]], Tensor]:
+        """Greedy decoding on :func:`~rnnlab.tasks.decoding.generate`: the ids of each row
+        (without ``<eos>``) and the logits of every step (N, T', V), T' <= ``max_len``."""
+        seen: list[Tensor] = []
+
+        def step(prev: Tensor, state: State) -> tuple[Tensor, State]:
+            logits, state = self.step(prev, state, memory)
+            seen.append(logits)
+            return logits, state
+
         N = memory.keys.shape[0]
-        prev = torch.full((N,), self.config.sos_id, dtype=torch.long, device=memory.keys.device)
-        done = torch.zeros(N, dtype=torch.bool, device=prev.device)
-        ids, logits = [], []
-        for _ in range(max_len):
-            step_logits, state = self.step(prev, state, memory)
-            prev = forbid(step_logits, self._never).argmax(dim=-1)
-            ids.append(prev)
-            logits.append(step_logits)
-            done |= prev == self.config.eos_id
-            if bool(done.all()):
-                break
-        return torch.stack(ids, dim=1), torch.stack(logits, dim=1)
+        sos = torch.full((N,), self.config.sos_id, dtype=torch.long, device=memory.keys.device)
+        first, state = step(sos, state)
+        eos = self.config.eos_id
+        tokens = generate(step, first, state, max_len, 0.0, eos=eos, never=self._never)
+        ids = collect(tokens, eos)  # runs the loop: every step's logits are in ``seen`` after
+        return ids, torch.stack(seen, dim=1)
 
     @torch.no_grad()
     def greedy(
         self, src: Tensor, src_lengths: Tensor | None = None, max_len: int = 50
     ) -> list[list[int]]:
-        """The most likely token at every step, for a batch: ids without ``<eos>``."""
-        memory, state = self.encode(src, src_lengths)
-        ids, _ = self._greedy(memory, state, max_len)
-        out = []
-        for row in ids.tolist():
-            out.append(row[: row.index(self.config.eos_id)] if self.config.eos_id in row else row)
-        return out
+        """The most likely token at every step, for a batch: ids without ``<eos>``.
+
+        Runs in eval mode (no dropout)."""
+        with evaluating(self):
+            memory, state = self.encode(src, src_lengths)
+            return self._greedy(memory, state, max_len)[0]
 
     @torch.no_grad()
     def beam_search(
@@ -308,22 +277,25 @@ class Seq2Seq(nn.Module):
         max_len: int = 50,
         length_penalty: float = 1.0,
     ) -> list[Hypothesis]:
-        """Beam search for one source sequence ``src`` (S,): hypotheses, best first."""
-        memory, state = self.encode(src.unsqueeze(0))
+        """Beam search for one source sequence ``src`` (S,): hypotheses, best first.
 
-        def step(prev: Tensor, state: State) -> tuple[Tensor, State]:
-            logits, state = self.step(prev, state, memory.expand(prev.shape[0]))
-            return forbid(logits.log_softmax(dim=-1), self._never), state
+        Runs in eval mode, on the model's device."""
+        device = self.head.weight.device
+        with evaluating(self):
+            memory, state = self.encode(src.to(device).unsqueeze(0))
 
-        def reorder(state: State, index: Tensor) -> State:  # the state's batch is dim 1
-            if isinstance(state, tuple):
-                return tuple(s.index_select(1, index) for s in state)
-            return state.index_select(1, index)
+            def step(prev: Tensor, state: State) -> tuple[Tensor, State]:
+                logits, state = self.step(prev, state, memory.expand(prev.shape[0]))
+                return forbid(logits.log_softmax(dim=-1), self._never), state
 
-        c = self.config
-        return beam_search(
-            step, state, c.sos_id, c.eos_id, beam_size, max_len, length_penalty, reorder
-        )
+            def reorder(state: State, index: Tensor) -> State:  # the state's batch is dim 1
+                return map_state(lambda s: s.index_select(1, index), state)
+
+            c = self.config
+            return beam_search(
+                step, state, c.sos_id, c.eos_id, beam_size, max_len, length_penalty, reorder,
+                device=device,
+            )  # fmt: skip
 
     @torch.no_grad()
     def sequence_log_prob(
@@ -340,13 +312,6 @@ class Seq2Seq(nn.Module):
         logp = logits.log_softmax(dim=-1).gather(-1, tgt[:, 1:].unsqueeze(-1)).squeeze(-1)
         return (logp * sequence_mask(tgt_lengths - 1, logp.shape[1])).sum(dim=1)
 
-    def to_meta(self) -> dict:
-        return {"task": TASK, "model_config": config_to_dict(self.config)}
-
-
-def from_meta(meta: dict) -> Seq2Seq:
-    return Seq2Seq(config_from_dict(Seq2SeqConfig, meta["model_config"]))
-
 
 __all__ = [
     "ATTENTIONS",
@@ -356,5 +321,4 @@ __all__ = [
     "Seq2Seq",
     "Seq2SeqConfig",
     "attend",
-    "from_meta",
 ]

@@ -1,4 +1,4 @@
-"""``rnnlab train seq2seq`` and ``rnnlab translate``: the encoder-decoder.
+"""The encoder-decoder: ``rnnlab train seq2seq`` and ``rnnlab translate``.
 
 With no ``--data``: the bundled 5,000 English-French pairs (Tatoeba, CC-BY 2.0 France), a
 held-out test split (no test source sentence is seen in training), test BLEU (sacrebleu) with
@@ -8,290 +8,358 @@ a check that the model and decoders work which takes seconds.
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from rnnlab.cli.common import (
-    add_model_options,
-    add_trainer_options,
-    nonneg_float,
-    positive_int,
-    resolve_device,
-)
-from rnnlab.cli.task_common import (
-    add_split_options,
-    chunks,
-    collated,
-    default_limits,
-    describe_rnn,
-    finish,
-    load_task_model,
-    mean_loss,
-    run_training,
-)
+from rnnlab.config import Config, fraction, nested, non_negative, option, positive
 from rnnlab.errors import RnnlabError
+from rnnlab.tasks.base import Report, Task, TaskData
+from rnnlab.tasks.seq2seq.config import Seq2SeqConfig
+from rnnlab.tasks.seq2seq.data import DIGIT_TASKS, Pair
+from rnnlab.train.config import TrainConfig
 
-MODEL_DEFAULTS = {"cell": "gru", "layers": 1, "hidden": 256, "dropout": 0.0}
-TRAIN_DEFAULTS = {"batch": 32, "lr": 2e-3, "schedule": "cosine", "eval_every": 250}
-EPOCHS, BUDGET = 30, 240.0
-SYNTHETIC_STEPS = 600
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from rnnlab.data.vocab import Vocab
+    from rnnlab.tasks.runner import Run
+    from rnnlab.tasks.seq2seq.model import Seq2Seq
+
+#: with ``--synthetic`` and no limit given: this many steps, at most this many seconds
+SYNTHETIC_STEPS, SYNTHETIC_BUDGET = 600, 120.0
+#: the synthetic sets' sizes: train, validation, test
+SYNTHETIC_SIZES = (6000, 300, 500)
+_LIMITS = ("train.max_steps", "train.max_epochs", "train.time_budget")
 
 
-def register(commands: argparse._SubParsersAction, train: argparse._SubParsersAction) -> None:
-    from rnnlab.tasks.seq2seq.data import DIGIT_TASKS
+@dataclass(frozen=True)
+class Seq2SeqTaskConfig(Config):
+    """Train an encoder-decoder, optionally with attention (default: the bundled 5,000
+    English-French pairs, a 1x256 GRU, up to 30 epochs or 240 s; test BLEU with greedy and
+    beam-search decoding)."""
 
-    p = train.add_parser(
-        "seq2seq",
-        help="encoder-decoder on sentence pairs (default: English -> French)",
-        description="Train an encoder-decoder (optionally with attention). With no arguments: "
-        "the bundled 5,000 English-French pairs, a GRU, up to "
-        f"{EPOCHS} epochs or {BUDGET:g}s; test BLEU with greedy and beam-search decoding.",
-    )
-    g = p.add_argument_group("data")
-    src = g.add_mutually_exclusive_group()
-    src.add_argument(
-        "--data",
-        metavar="PAIRS.tsv",
+    title = "data"
+
+    data: str | None = option(
+        None, metavar="PAIRS.tsv",
         help="source<TAB>target lines (default: the bundled eng-fra-5k.tsv)",
-    )
-    src.add_argument(
-        "--synthetic",
-        choices=DIGIT_TASKS,
+    )  # fmt: skip
+    synthetic: str | None = option(
+        None, choices=DIGIT_TASKS,
         help=f"reverse or sort digit sequences instead ({SYNTHETIC_STEPS} steps by default)",
+    )  # fmt: skip
+    digits: int = option(5, check=positive, help="--synthetic: sequence length")
+    swap: bool = option(False, help="translate the second column into the first")
+    min_freq: int = option(
+        1, check=positive, help="tokens seen fewer times in training become <unk>"
     )
-    g.add_argument(
-        "--digits", type=positive_int, default=5, help="--synthetic: sequence length (5)"
-    )
-    g.add_argument("--swap", action="store_true", help="translate the second column into the first")
-    g.add_argument(
-        "--min-freq",
-        type=positive_int,
-        default=1,
-        help="tokens seen fewer times in training become <unk> (default 1)",
-    )
-    add_split_options(p)
-    add_model_options(p, MODEL_DEFAULTS, bidirectional=True)
-    m = p.add_argument_group("encoder-decoder")
-    m.add_argument("--embedding", type=positive_int, default=128, help="embedding size (128)")
-    m.add_argument(
-        "--attention",
-        nargs="?",
-        const="bahdanau",
-        choices=("bahdanau", "luong"),
-        default=None,
-        help="attention decoder: bahdanau (additive, the default of a bare --attention) or "
-        "luong (multiplicative); none by default",
-    )
-    m.add_argument(
-        "--teacher-forcing",
-        type=nonneg_float,
-        default=1.0,
-        help="probability of feeding the gold previous token in training (default 1)",
-    )
-    m.add_argument(
-        "--beam", type=positive_int, default=5, help="beam size of the final test decoding (5)"
-    )
-    m.add_argument("--max-len", type=positive_int, default=30, help="longest output (30)")
-    add_trainer_options(p, TRAIN_DEFAULTS)
-    p.set_defaults(func=train_seq2seq)
+    val_fraction: float = option(0.1, check=fraction, help="validation part")
+    test_fraction: float = option(0.1, check=fraction, help="held-out test part")
+    split_seed: int = option(
+        0, check=non_negative,
+        help="seed of the split, kept apart from --seed so that runs share a test set",
+    )  # fmt: skip
+    beam: int = option(5, check=positive, help="beam size of the final test decoding")
+    max_len: int = option(30, check=positive, help="longest output of the decoders")
+    model: Seq2SeqConfig = nested(Seq2SeqConfig())
+    train: TrainConfig = nested(
+        TrainConfig(
+            batch_size=32, lr=2e-3, schedule="cosine", eval_every=250, max_epochs=30,
+            time_budget=240.0,
+        )
+    )  # fmt: skip
 
-    t = commands.add_parser(
-        "translate",
-        help="translate sentences with an encoder-decoder checkpoint",
-        description='e.g. `rnnlab translate runs/seq2seq "i am cold ."` (greedy) or with --beam 5.',
-    )
-    t.add_argument("checkpoint", metavar="CKPT", help="a checkpoint or run directory")
-    t.add_argument("sentences", nargs="+", metavar="SENTENCE", help="sentences to translate")
-    t.add_argument("--beam", type=positive_int, default=1, help="beam size; 1 = greedy (1)")
-    t.add_argument(
-        "--length-penalty",
-        type=nonneg_float,
-        default=1.0,
-        help="beam score = log p / length^alpha; 0 = raw log-probability (1.0)",
-    )
-    t.add_argument("--max-len", type=positive_int, default=50, help="longest output (50)")
-    t.add_argument("--nbest", type=positive_int, default=1, help="beam: show the N best (1)")
-    t.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    t.set_defaults(func=translate_cmd)
+    def check(self) -> None:
+        if self.data is not None and self.synthetic is not None:
+            raise RnnlabError("--data and --synthetic contradict each other: choose one")
+
+    @property
+    def tokenizer(self) -> str:
+        return "whitespace" if self.synthetic else "sentence"
 
 
-def _tokenizer(kind: str):
-    from rnnlab.tasks.seq2seq.data import tokenize
+@dataclass(frozen=True)
+class TranslateConfig(Config):
+    """Translate sentences with an encoder-decoder checkpoint: greedy, or beam search with
+    --beam (e.g. ``rnnlab translate runs/seq2seq "i am cold ."``)."""
 
-    return str.split if kind == "whitespace" else tokenize
+    title = "translate"
+
+    checkpoint: str = option(positional=True, metavar="CKPT", help="a checkpoint or run directory")
+    sentences: tuple[str, ...] = option(
+        positional=True, metavar="SENTENCE", help="sentences to translate"
+    )
+    beam: int = option(1, check=positive, help="beam size; 1 = greedy")
+    length_penalty: float = option(
+        1.0, check=non_negative, help="beam score = log p / length^alpha; 0 = raw log-probability"
+    )
+    max_len: int = option(50, check=positive, help="longest output")
+    nbest: int = option(1, check=positive, help="beam: show the N best, with their scores")
+
+    def check(self) -> None:
+        if self.nbest > self.beam:
+            raise RnnlabError(
+                f"--nbest {self.nbest} is more than --beam {self.beam}: beam search keeps only "
+                "--beam hypotheses"
+            )
 
 
-def _load_pairs(args: argparse.Namespace):
+def _source(config: Seq2SeqTaskConfig) -> str:
+    if config.synthetic:
+        return f"synthetic:{config.synthetic}{config.digits}"
+    source = str(Path(config.data).resolve()) if config.data else "bundled:eng-fra-5k.tsv"
+    return source + (" (swapped)" if config.swap else "")
+
+
+def load_pairs(config: Seq2SeqTaskConfig) -> tuple[list[Pair], list[Pair], list[Pair]]:
+    """The train, validation and test pairs of ``config``'s data."""
     from rnnlab.data import bundled
-    from rnnlab.tasks.seq2seq.data import Pair, digit_pairs, read_pairs, split_pairs
+    from rnnlab.tasks.seq2seq.data import digit_pairs, read_pairs, split_pairs
 
-    if args.synthetic:
-        n = 6000
-        pairs = digit_pairs(args.synthetic, n, args.digits, args.digits, seed=args.split_seed)
-        test = digit_pairs(args.synthetic, 500, args.digits, args.digits, seed=args.split_seed + 1)
-        val = digit_pairs(args.synthetic, 300, args.digits, args.digits, seed=args.split_seed + 2)
-        return pairs, val, test, f"synthetic:{args.synthetic}{args.digits}", "whitespace"
-    path = Path(args.data) if args.data else bundled("eng-fra-5k.tsv")
+    if config.synthetic:
+        n_train, n_val, n_test = SYNTHETIC_SIZES
+        task, d, seed = config.synthetic, config.digits, config.split_seed
+        train = digit_pairs(task, n_train, d, d, seed=seed)
+        test = digit_pairs(task, n_test, d, d, seed=seed + 1)
+        val = digit_pairs(task, n_val, d, d, seed=seed + 2)
+        return train, val, test
+    path = Path(config.data) if config.data else bundled("eng-fra-5k.tsv")
     pairs = read_pairs(path)
-    if args.swap:
+    if config.swap:
         pairs = [Pair(p.target, p.source, p.extra) for p in pairs]
-    train, val, test = split_pairs(pairs, (args.val_fraction, args.test_fraction), args.split_seed)
+    fractions = (config.val_fraction, config.test_fraction)
+    train, val, test = split_pairs(pairs, fractions, config.split_seed)
     if not val or not test:
         raise RnnlabError(f"{path}: too few pairs for a validation and a test split")
-    source = str(path.resolve()) if args.data else "bundled:eng-fra-5k.tsv"
-    return train, val, test, source + (" (swapped)" if args.swap else ""), "words"
+    return train, val, test
 
 
-def train_seq2seq(args: argparse.Namespace) -> int:
-    from rnnlab.cli.common import recurrent_config_from_args
-    from rnnlab.data.vocab import Vocab, pad_batch
-    from rnnlab.tasks.metrics import bleu, exact_match
-    from rnnlab.tasks.seq2seq.model import Seq2Seq, Seq2SeqConfig
+def make_collate(
+    source: Vocab, target: Vocab, split: Callable[[str], list[str]]
+) -> Callable[[Sequence[Pair]], tuple]:
+    """Pairs -> ``(src (N, S), src_lengths, tgt (N, T+1), tgt_lengths)``, right-padded."""
+    from rnnlab.data.batching import pad_batch
 
-    if args.teacher_forcing > 1:
-        raise RnnlabError(f"--teacher-forcing must be in [0, 1], got {args.teacher_forcing}")
-    train, val, test, source, tokenizer = _load_pairs(args)
-    tok = _tokenizer(tokenizer)
-    src_vocab = Vocab.build((tok(p.source) for p in train), min_freq=args.min_freq)
-    tgt_vocab = Vocab.build((tok(p.target) for p in train), min_freq=args.min_freq)
-
-    def collate(items: list) -> tuple:
-        src = pad_batch([src_vocab.encode(tok(p.source)) or [src_vocab.unk_id] for p in items])
-        tgt = pad_batch([tgt_vocab.encode(tok(p.target), sos=True, eos=True) for p in items])
+    def collate(items: Sequence[Pair]) -> tuple:
+        src = pad_batch([source.encode(split(p.source)) or [source.unk_id] for p in items])
+        tgt = pad_batch([target.encode(split(p.target), sos=True, eos=True) for p in items])
         return (*src, *tgt)
 
-    device = resolve_device(args)
-    rnn = recurrent_config_from_args(args, input_size=args.embedding)
-    config = Seq2SeqConfig(
-        len(src_vocab),
-        len(tgt_vocab),
-        args.embedding,
-        rnn,
-        attention=args.attention,
-        dropout=args.dropout,
-        teacher_forcing=args.teacher_forcing,
-        sos_id=tgt_vocab.sos_id,
-        eos_id=tgt_vocab.eos_id,
-    )
-    torch.manual_seed(args.seed)
-    model = Seq2Seq(config).to(device)
-    meta = {
-        **model.to_meta(),
-        "src_vocab": src_vocab.to_meta(),
-        "tgt_vocab": tgt_vocab.to_meta(),
-        "tokenizer": tokenizer,
-        "data": {"path": source},
-    }
-    val_batches = collated(val, collate, 128)
+    return collate
 
-    def decode_all(model: Seq2Seq, pairs: list, max_len: int) -> list[list[str]]:
-        hyps = []
-        for chunk in chunks(pairs, 256):
-            src, src_len, *_ = collate(chunk)
-            ids = model.greedy(src.to(device), src_len, max_len)
-            hyps += [tgt_vocab.decode(h) for h in ids]
-        return hyps
 
-    def evaluate(model: Seq2Seq) -> dict[str, float]:
-        loss = mean_loss(model, val_batches, lambda b: int((b[3] - 1).sum()), device)
-        hyps = decode_all(model, val, args.max_len)
-        refs = [tok(p.target) for p in val]
+def _target_tokens(batch: tuple) -> int:
+    return int((batch[3] - 1).sum())
+
+
+def _mean_loss(model: nn.Module, batches: Sequence[tuple]) -> float:
+    """The loss per target token (``<eos>`` included) over ``batches``."""
+    import torch
+
+    device = next(model.parameters()).device
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for batch in batches:
+            _, loss = model(*(b.to(device) for b in batch))
+            total += float(loss) * _target_tokens(batch)
+            n += _target_tokens(batch)
+    return total / max(n, 1)
+
+
+def decode_greedy(
+    model: Seq2Seq, pairs: Sequence[Pair], collate: Callable, target: Vocab, max_len: int
+) -> list[list[str]]:
+    """The greedy translations of ``pairs``' sources, as target tokens."""
+    from rnnlab.data.batching import chunks
+
+    device = next(model.parameters()).device
+    hyps = []
+    for chunk in chunks(pairs, 256):
+        src, src_len, *_ = collate(chunk)
+        hyps += [target.decode(h) for h in model.greedy(src.to(device), src_len, max_len)]
+    return hyps
+
+
+class Seq2SeqTask(Task):
+    """many-to-many, different lengths: an encoder-decoder (default: English -> French)"""
+
+    name = "seq2seq"
+    help = "encoder-decoder on sentence pairs (default: English -> French)"
+    config = Seq2SeqTaskConfig
+    commands = {"translate": TranslateConfig}
+    unit = "tokens"
+
+    # -- training ---------------------------------------------------------------------------
+    def adjust(self, config: Seq2SeqTaskConfig, explicit: frozenset[str]) -> Seq2SeqTaskConfig:
+        """``--synthetic`` with no limit given: ``SYNTHETIC_STEPS`` steps, at most
+        ``SYNTHETIC_BUDGET`` seconds (the task takes seconds)."""
+        if config.synthetic and not explicit & set(_LIMITS):
+            limits = {"max_steps": SYNTHETIC_STEPS, "max_epochs": None}
+            train = config.train.replace(**limits, time_budget=SYNTHETIC_BUDGET)
+            return config.replace(train=train)
+        return config
+
+    def load(self, config: Seq2SeqTaskConfig) -> TaskData:
+        from rnnlab.data.tokenize import tokenizer
+        from rnnlab.data.vocab import Vocab
+
+        train, val, test = load_pairs(config)
+        split = tokenizer(config.tokenizer).split
+        source = Vocab.build((split(p.source) for p in train), min_freq=config.min_freq)
+        target = Vocab.build((split(p.target) for p in train), min_freq=config.min_freq)
+        summary = (
+            f"{_source(config)}: {len(train)} train / {len(val)} validation / {len(test)} test "
+            f"pairs, vocabularies {len(source)} -> {len(target)}"
+        )
+        collate = make_collate(source, target, split)
+        return TaskData(
+            train, val, test, vocabs={"source": source, "target": target},
+            source=_source(config), summary=summary,
+            provenance={"tokenizer": config.tokenizer},
+            extra={"collate": collate, "split": split},
+        )  # fmt: skip
+
+    def build_model(self, config: Seq2SeqTaskConfig, data: TaskData) -> nn.Module:
+        from rnnlab.tasks.seq2seq.model import Seq2Seq
+
+        source, target = data.vocabs["source"], data.vocabs["target"]
+        model = config.model.replace(
+            src_vocab_size=len(source), tgt_vocab_size=len(target),
+            sos_id=target.sos_id, eos_id=target.eos_id,
+        )  # fmt: skip
+        return Seq2Seq(model)
+
+    def model_from_meta(self, model_config: dict[str, Any]) -> nn.Module:
+        from rnnlab.tasks.seq2seq.model import Seq2Seq
+
+        return Seq2Seq(Seq2SeqConfig.from_meta(model_config, "model_config"))
+
+    def batches(self, config: Seq2SeqTaskConfig, data: TaskData) -> Any:
+        from rnnlab.data.batching import Batches
+
+        return Batches(
+            data.train, config.train.batch_size, data.extra["collate"], config.train.seed
+        )
+
+    def loss_fn(self, config: Seq2SeqTaskConfig, data: TaskData) -> Any:
+        def loss(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, int]:
+            _, value = model(*batch)
+            return value, _target_tokens(batch)
+
+        return loss
+
+    def evaluate(
+        self, model: nn.Module, data: TaskData, config: Seq2SeqTaskConfig
+    ) -> dict[str, float]:
+        from rnnlab.data.batching import chunks
+        from rnnlab.tasks.metrics import bleu, exact_match
+
+        collate, split = data.extra["collate"], data.extra["split"]
+        if "val_batches" not in data.extra:
+            data.extra["val_batches"] = [collate(c) for c in chunks(data.val, 128)]
+        loss = _mean_loss(model, data.extra["val_batches"])
+        hyps = decode_greedy(model, data.val, collate, data.vocabs["target"], config.max_len)
+        refs = [split(p.target) for p in data.val]
         return {
             "val_loss": loss,
             "val_bleu": bleu(hyps, refs),
             "val_exact": exact_match(hyps, refs),
         }
 
-    def tokens_loss(model: Seq2Seq, batch: tuple) -> tuple[torch.Tensor, int]:
-        _, loss = model(*batch)
-        return loss, int((batch[3] - 1).sum())
-
-    limits = default_limits(args, EPOCHS, BUDGET)
-    if args.synthetic and limits:
-        limits = {"max_steps": SYNTHETIC_STEPS, "time_budget": 120.0}
-    describe = (
-        f"a {describe_rnn(rnn)} encoder-decoder, attention "
-        f"{args.attention or 'none'}, on {source}: {len(train)} train / {len(val)} validation / "
-        f"{len(test)} test pairs, vocabularies {len(src_vocab)} -> {len(tgt_vocab)}"
-    )
-    run = run_training(
-        args, "seq2seq", model, meta, train, collate, evaluate, describe, limits, tokens_loss
-    )
-    if run is None:
-        return 1
-    result, out, best_by_loss = run
-    # The validation loss (teacher-forced cross-entropy) bottoms out epochs before BLEU stops
-    # improving on this small corpus: test whichever of best/ and last/ decodes the validation
-    # split better (a choice made on validation data only).
-    val_refs = [tok(p.target) for p in val]
-    candidates = {"best": best_by_loss, "last": load_task_model(out, "seq2seq", device, "last")[0]}
-    scores = {
-        name: bleu(decode_all(m, val, args.max_len), val_refs) for name, m in candidates.items()
-    }
-    chosen = max(scores, key=lambda name: (scores[name], name == "best"))
-    best = candidates[chosen]
-    print(
-        f"validation BLEU: best/ (lowest loss) {scores['best']:.2f}, last/ {scores['last']:.2f}; "
-        f"testing {chosen}/",
-        file=sys.stderr,
-    )
-    refs = [tok(p.target) for p in test]
-    greedy = decode_all(best, test, args.max_len)
-    beam = []
-    for p in test:
-        src = torch.tensor(src_vocab.encode(tok(p.source)) or [src_vocab.unk_id], device=device)
-        hyp = best.beam_search(src, beam_size=args.beam, max_len=args.max_len)[0]
-        beam.append(tgt_vocab.decode(hyp.tokens))
-    with torch.no_grad():
-        loss = mean_loss(
-            best, collated(test, collate, 128), lambda b: int((b[3] - 1).sum()), device
+    def describe(self, config: Seq2SeqTaskConfig, data: TaskData) -> str:
+        return (
+            f"a {config.model.encoder.describe()} encoder-decoder, attention "
+            f"{config.model.attention or 'none'}, on {data.summary}"
         )
-    metrics = {
-        "test_bleu_greedy": bleu(greedy, refs),
-        f"test_bleu_beam{args.beam}": bleu(beam, refs),
-        "test_exact_greedy": exact_match(greedy, refs),
-        f"test_exact_beam{args.beam}": exact_match(beam, refs),
-        "test_loss": loss,
-        "test_pairs": len(test),
-        "tested_checkpoint": chosen,
-    }
-    examples = [
-        f"  {p.source}  ->  {' '.join(b)}   (reference: {' '.join(r)})"
-        for p, b, r in list(zip(test, beam, refs))[:8]
-    ]
-    finish(out, result, best, metrics, ["test examples (beam):", *examples])
-    return 0
+
+    def test(self, run: Run, data: TaskData, config: Seq2SeqTaskConfig) -> Report:
+        """BLEU and exact match of greedy and beam-search decoding on the test split.
+
+        The validation loss (teacher-forced cross-entropy) bottoms out epochs before BLEU stops
+        improving on this small corpus: test whichever of best/ and last/ decodes the validation
+        split better (a choice made on validation data only).
+        """
+        import torch
+
+        from rnnlab.data.batching import chunks
+        from rnnlab.tasks.metrics import bleu, exact_match
+        from rnnlab.tasks.runner import load_run
+
+        collate, split = data.extra["collate"], data.extra["split"]
+        source, target = data.vocabs["source"], data.vocabs["target"]
+        last = load_run(self.out_dir(run), run.device, prefer="last", task=self.name)
+        candidates = {"best": run.model, "last": last.model}
+        val_refs = [split(p.target) for p in data.val]
+        scores = {
+            name: bleu(decode_greedy(m, data.val, collate, target, config.max_len), val_refs)
+            for name, m in candidates.items()
+        }
+        chosen = max(scores, key=lambda name: (scores[name], name == "best"))
+        model = candidates[chosen]
+        print(
+            f"validation BLEU: best/ (lowest loss) {scores['best']:.2f}, last/ "
+            f"{scores['last']:.2f}; testing {chosen}/",
+            file=sys.stderr,
+        )
+        test = list(data.test)
+        refs = [split(p.target) for p in test]
+        greedy = decode_greedy(model, test, collate, target, config.max_len)
+        beam = []
+        for p in test:
+            src = torch.tensor(source.encode(split(p.source)) or [source.unk_id])
+            hyp = model.beam_search(src, beam_size=config.beam, max_len=config.max_len)[0]
+            beam.append(target.decode(hyp.tokens))
+        loss = _mean_loss(model, [collate(c) for c in chunks(test, 128)])
+        metrics: dict[str, float | int | str] = {
+            "test_bleu_greedy": bleu(greedy, refs),
+            f"test_bleu_beam{config.beam}": bleu(beam, refs),
+            "test_exact_greedy": exact_match(greedy, refs),
+            f"test_exact_beam{config.beam}": exact_match(beam, refs),
+            "test_loss": loss,
+            "test_pairs": len(test),
+            "tested_checkpoint": chosen,
+        }
+        examples = [
+            f"  {p.source}  ->  {' '.join(b)}   (reference: {' '.join(r)})"
+            for p, b, r in list(zip(test, beam, refs))[:8]
+        ]
+        return Report(metrics, ["test examples (beam):", *examples])
+
+    # -- use --------------------------------------------------------------------------------
+    def translate(self, run: Run, options: TranslateConfig) -> int:
+        import torch
+
+        from rnnlab.data.tokenize import tokenizer
+
+        source, target = run.vocabs["source"], run.vocabs["target"]
+        split = tokenizer(run.meta.get("data", {}).get("tokenizer", "sentence")).split
+        model = run.model
+        for sentence in options.sentences:
+            tokens = split(sentence)
+            if not tokens:
+                raise RnnlabError(f"nothing to translate in {sentence!r}")
+            unknown = source.unknown(tokens)
+            if unknown:
+                print(
+                    f"note: unknown to the model (read as <unk>): {' '.join(unknown)}",
+                    file=sys.stderr,
+                )
+            src = torch.tensor(source.encode(tokens), device=run.device)
+            if options.beam == 1:
+                out = model.greedy(src[None], None, options.max_len)[0]
+                print(" ".join(target.decode(out)))
+                continue
+            hyps = model.beam_search(src, options.beam, options.max_len, options.length_penalty)
+            for h in hyps[: options.nbest]:
+                text = " ".join(target.decode(h.tokens))
+                print(text if options.nbest == 1 else f"{h.score:8.3f}  {text}")
+        return 0
 
 
-def translate_cmd(args: argparse.Namespace) -> int:
-    from rnnlab.data.vocab import Vocab
+TASK = Seq2SeqTask()
 
-    model, ckpt = load_task_model(args.checkpoint, "seq2seq", args.device)
-    src_vocab = Vocab.from_meta(ckpt.meta["src_vocab"])
-    tgt_vocab = Vocab.from_meta(ckpt.meta["tgt_vocab"])
-    tok = _tokenizer(ckpt.meta.get("tokenizer", "words"))
-    for sentence in args.sentences:
-        tokens = tok(sentence)
-        if not tokens:
-            raise RnnlabError(f"nothing to translate in {sentence!r}")
-        unknown = [t for t in tokens if t not in src_vocab]
-        if unknown:
-            print(
-                f"note: unknown to the model (read as <unk>): {' '.join(unknown)}", file=sys.stderr
-            )
-        src = torch.tensor(src_vocab.encode(tokens), device=args.device)
-        if args.beam == 1 and args.nbest == 1:
-            out = model.greedy(src[None], None, args.max_len)[0]
-            print(" ".join(tgt_vocab.decode(out)))
-            continue
-        hyps = model.beam_search(src, args.beam, args.max_len, args.length_penalty)
-        for h in hyps[: args.nbest]:
-            text = " ".join(tgt_vocab.decode(h.tokens))
-            print(text if args.nbest == 1 else f"{h.score:8.3f}  {text}")
-    return 0
-
-
-__all__ = ["register"]
+__all__ = ["TASK", "Seq2SeqTask", "Seq2SeqTaskConfig", "TranslateConfig"]

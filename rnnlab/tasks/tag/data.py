@@ -123,6 +123,29 @@ def punct_case_dataset(text: str) -> list[Tagged]:
     return out
 
 
+def read_punct_case(path: Path | str | None = None) -> list[Tagged]:
+    """The punctuation-and-case task of a UTF-8 text file (default: the bundled Shakespeare).
+
+    Raises:
+        RnnlabError: a file that is not UTF-8 text, or has no word.
+    """
+    if path is None:
+        from rnnlab.data import bundled
+
+        path = bundled("tinyshakespeare.txt")
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RnnlabError(f"{path} is not UTF-8 text: {exc}") from None
+    except IsADirectoryError:
+        raise RnnlabError(f"{path} is a directory, not a text file") from None
+    data = punct_case_dataset(text)
+    if not data:
+        raise RnnlabError(f"{path} has no words")
+    return data
+
+
 def strip_text(text: str) -> list[str]:
     """The task's input for any text: its words, lowercased, without punctuation."""
     return [m.group().lower() for m in _WORD.finditer(text)]
@@ -153,6 +176,7 @@ __all__ = [
     "punct_case_dataset",
     "punct_case_tags",
     "read_conll",
+    "read_punct_case",
     "restore",
     "strip_text",
     "write_conll",

@@ -14,44 +14,11 @@ Shapes: N batch, T time, C tags.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import Tensor, nn
 
-from rnnlab.core.registry import RecurrentConfig
-from rnnlab.tasks.common import (
-    check_rnn_input,
-    config_from_dict,
-    config_to_dict,
-    lengths_or_full,
-    masked_cross_entropy,
-    sequence_mask,
-)
-
-TASK = "tag"
-
-
-@dataclass(frozen=True)
-class TaggerConfig:
-    """Args:
-    vocab_size: number of input tokens (id 0 is padding).
-    num_tags: C.
-    embed_dim: size of the token embeddings (= ``rnn.input_size``).
-    rnn: the recurrent layer; bidirectional by default.
-    dropout: on the embeddings and on the recurrent outputs.
-    """
-
-    vocab_size: int
-    num_tags: int
-    embed_dim: int = 64
-    rnn: RecurrentConfig = field(
-        default_factory=lambda: RecurrentConfig(input_size=64, bidirectional=True)
-    )
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_rnn_input(self.rnn, self.embed_dim, "TaggerConfig")
+from rnnlab.tasks.common import lengths_or_full, masked_cross_entropy, sequence_mask
+from rnnlab.tasks.tag.config import TaggerConfig
 
 
 class Tagger(nn.Module):
@@ -69,7 +36,7 @@ class Tagger(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=0)
-        self.rnn = config.rnn.build(batch_first=True)
+        self.rnn = config.rnn.build(config.embed_dim, batch_first=True)
         self.dropout = nn.Dropout(config.dropout)
         k = 2 if config.rnn.bidirectional else 1
         self.head = nn.Linear(k * config.rnn.hidden_size, config.num_tags)
@@ -98,12 +65,5 @@ class Tagger(nn.Module):
         mask = sequence_mask(lengths, tokens.shape[1])
         return [row[m].tolist() for row, m in zip(best, mask)]
 
-    def to_meta(self) -> dict:
-        return {"task": TASK, "model_config": config_to_dict(self.config)}
 
-
-def from_meta(meta: dict) -> Tagger:
-    return Tagger(config_from_dict(TaggerConfig, meta["model_config"]))
-
-
-__all__ = ["Tagger", "TaggerConfig", "from_meta"]
+__all__ = ["Tagger", "TaggerConfig"]

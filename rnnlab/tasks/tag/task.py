@@ -1,249 +1,280 @@
-"""``rnnlab train tag``, ``rnnlab tag`` and ``rnnlab data punct-tags``: sequence tagging.
+"""Sequence tagging: ``rnnlab train tag``, ``rnnlab tag`` and ``rnnlab data punct-tags``.
 
 With no ``--data``: punctuation and case restoration on the bundled Shakespeare (one sequence per
 line; see :mod:`rnnlab.tasks.tag.data`). ``--data`` takes any CoNLL-style file (``token<TAB>tag``
 lines, a blank line between sequences); ``rnnlab data punct-tags`` writes the default task as one.
+The test report is token accuracy, macro-F1 and a per-tag table (``RUN/test_report.txt``).
 """
 
 from __future__ import annotations
 
-import argparse
 from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from rnnlab.cli.common import add_model_options, add_trainer_options, positive_int, resolve_device
-from rnnlab.cli.task_common import (
-    add_split_options,
-    collated,
-    default_limits,
-    describe_rnn,
-    finish,
-    load_task_model,
-    run_training,
-    to_device,
-)
+from rnnlab.config import Config, nested, option, positive
 from rnnlab.errors import RnnlabError
+from rnnlab.tasks.base import Report, Task, TaskData
+from rnnlab.tasks.classify.config import SplitConfig
+from rnnlab.tasks.tag.config import TaggerConfig
+from rnnlab.train.config import TrainConfig
 
-MODEL_DEFAULTS = {"cell": "lstm", "layers": 1, "hidden": 128, "dropout": 0.0}
-TRAIN_DEFAULTS = {"batch": 64, "lr": 3e-3, "schedule": "cosine", "eval_every": 250}
-EPOCHS, BUDGET = 8, 240.0
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from rnnlab.data.vocab import Vocab
+    from rnnlab.tasks.runner import Run
+    from rnnlab.tasks.tag.data import Tagged
+
+#: the tagging scheme of the default data: punctuation and case restoration
 PUNCT = "punct-case"
 
 
-def register(commands: argparse._SubParsersAction, train: argparse._SubParsersAction) -> None:
-    p = train.add_parser(
-        "tag",
-        help="many-to-many: tag every token (default: punctuation and case restoration)",
-        description="Train a (bidirectional by default) sequence tagger. With no arguments: "
-        "restore punctuation and case in the bundled Shakespeare, line by line; test token "
-        "accuracy and per-tag precision/recall/F1 written to the run directory.",
-    )
-    g = p.add_argument_group("data")
-    g.add_argument(
-        "--data",
-        metavar="FILE",
+@dataclass(frozen=True)
+class TagTaskConfig(Config):
+    """Train a (bidirectional by default) sequence tagger (default: restore punctuation and case
+    in the bundled Shakespeare, line by line); test token accuracy and per-tag
+    precision/recall/F1 written to the run directory."""
+
+    title = "data"
+
+    data: str | None = option(
+        None, metavar="FILE",
         help="CoNLL-style token<TAB>tag file (default: the punctuation task on Shakespeare)",
+    )  # fmt: skip
+    min_freq: int = option(
+        2, check=positive, help="tokens seen fewer times in training become <unk>"
     )
-    g.add_argument(
-        "--min-freq",
-        type=positive_int,
-        default=2,
-        help="tokens seen fewer times in training become <unk> (default 2)",
+    split: SplitConfig = nested(SplitConfig())
+    model: TaggerConfig = nested(TaggerConfig())
+    train: TrainConfig = nested(
+        TrainConfig(
+            batch_size=64, lr=3e-3, schedule="cosine", eval_every=250, max_epochs=8,
+            time_budget=240.0,
+        )
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TagConfig(Config):
+    """Tag texts with a tagger checkpoint (restores punctuation and case), e.g.
+    `rnnlab tag runs/tag "what say you my lord i am glad to see you"`."""
+
+    title = "tag"
+
+    checkpoint: str = option(positional=True, metavar="CKPT", help="a checkpoint or run directory")
+    texts: tuple[str, ...] = option(
+        positional=True, metavar="TEXT", help="texts to tag (one sequence each)"
     )
-    add_split_options(p)
-    add_model_options(p, MODEL_DEFAULTS, bidirectional=True)
-    p.set_defaults(bidirectional=True)
-    p.add_argument_group("tagger").add_argument(
-        "--unidirectional",
-        dest="bidirectional",
-        action="store_false",
-        help="left to right only (the default is bidirectional)",
+
+
+@dataclass(frozen=True)
+class PunctTagsConfig(Config):
+    """Text -> CoNLL file of the punctuation-and-case restoration task: one sequence per
+    non-empty line, the words lowercased without punctuation, tagged with the mark that followed
+    each word (O , . ? ! : ;), prefixed by ^ if the word was capitalised."""
+
+    title = "punct-tags"
+
+    data: str | None = option(
+        None, metavar="FILE", help="UTF-8 text (default: the bundled Shakespeare)"
     )
-    p.add_argument_group("tagger").add_argument(
-        "--embedding", type=positive_int, default=64, help="token embedding size (64)"
-    )
-    add_trainer_options(p, TRAIN_DEFAULTS)
-    p.set_defaults(func=train_tag)
-
-    q = commands.add_parser(
-        "tag",
-        help="tag a text with a tagger checkpoint (restores punctuation and case)",
-        description='e.g. `rnnlab tag runs/tag "what say you my lord i am glad to see you"`',
-    )
-    q.add_argument("checkpoint", metavar="CKPT", help="a checkpoint or run directory")
-    q.add_argument("texts", nargs="+", metavar="TEXT", help="texts to tag (one sequence each)")
-    q.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    q.set_defaults(func=tag_cmd)
+    out: str | None = option(None, metavar="FILE", help="the CoNLL file to write (required)")
 
 
-def register_data(converters: argparse._SubParsersAction) -> None:
-    d = converters.add_parser(
-        "punct-tags",
-        help="text -> CoNLL file of the punctuation-and-case restoration task",
-        description="One sequence per non-empty line: the words lowercased without punctuation, "
-        "tagged with the mark that followed each word (O , . ? ! : ;), prefixed by ^ if "
-        "the word was capitalised.",
-    )
-    d.add_argument("--data", metavar="FILE", help="UTF-8 text (default: the bundled Shakespeare)")
-    d.add_argument("--out", required=True, metavar="FILE", help="the CoNLL file to write")
-    d.set_defaults(func=punct_tags_cmd)
+def make_collate(vocab: Vocab, tags: Vocab) -> Callable[[list[Tagged]], tuple]:
+    """Sequences -> ``(tokens (N, T), lengths (N,), tag ids (N, T))``, right-padded."""
+    from rnnlab.data.batching import pad_batch
 
-
-def _punct_data(path: str | None):
-    from rnnlab.data import bundled
-    from rnnlab.tasks.tag.data import punct_case_dataset
-
-    source = Path(path) if path else bundled("tinyshakespeare.txt")
-    try:
-        text = source.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise RnnlabError(f"{source} is not UTF-8 text: {exc}") from None
-    data = punct_case_dataset(text)
-    if not data:
-        raise RnnlabError(f"{source} has no words")
-    return data
-
-
-def punct_tags_cmd(args: argparse.Namespace) -> int:
-    from rnnlab.tasks.tag.data import write_conll
-
-    data = _punct_data(args.data)
-    n = write_conll(data, args.out)
-    tags = Counter(t for s in data for t in s.tags)
-    print(
-        f"wrote {n} sequences, {sum(tags.values())} tokens to {args.out}; tags: "
-        + ", ".join(f"{t} {c}" for t, c in tags.most_common())
-    )
-    return 0
-
-
-def train_tag(args: argparse.Namespace) -> int:
-    from rnnlab.cli.common import recurrent_config_from_args
-    from rnnlab.data.vocab import Vocab, pad_batch
-    from rnnlab.tasks.metrics import accuracy, confusion_matrix, format_per_class, macro_f1
-    from rnnlab.tasks.tag.data import PUNCT_TAGS, read_conll
-    from rnnlab.tasks.tag.model import Tagger, TaggerConfig
-
-    if args.data:
-        data, scheme, source = read_conll(args.data), "conll", str(Path(args.data).resolve())
-    else:
-        data, scheme, source = _punct_data(None), PUNCT, "bundled:tinyshakespeare.txt"
-    g = torch.Generator().manual_seed(args.split_seed)
-    order = torch.randperm(len(data), generator=g).tolist()
-    n_val = max(1, round(len(data) * args.val_fraction))
-    n_test = max(1, round(len(data) * args.test_fraction))
-    if len(data) < n_val + n_test + 1:
-        raise RnnlabError(f"{source}: {len(data)} sequences are too few to split")
-    val = [data[i] for i in order[:n_val]]
-    test = [data[i] for i in order[n_val : n_val + n_test]]
-    train = [data[i] for i in order[n_val + n_test :]]
-    vocab = Vocab.build((s.tokens for s in train), min_freq=args.min_freq, sos=None, eos=None)
-    tag_list = list(PUNCT_TAGS) if scheme == PUNCT else sorted({t for s in data for t in s.tags})
-    tags = Vocab(tag_list, pad=None, sos=None, eos=None, unk=None)
-
-    def collate(items: list) -> tuple:
+    def collate(items: list[Tagged]) -> tuple:
         tokens, lengths = pad_batch([vocab.encode(s.tokens) for s in items])
         targets, _ = pad_batch([tags.encode(s.tags) for s in items])
         return tokens, lengths, targets
 
-    device = resolve_device(args)
-    rnn = recurrent_config_from_args(args, input_size=args.embedding)
-    config = TaggerConfig(len(vocab), len(tags), args.embedding, rnn, dropout=args.dropout)
-    torch.manual_seed(args.seed)
-    model = Tagger(config).to(device)
-    meta = {
-        **model.to_meta(),
-        "vocab": vocab.to_meta(),
-        "tags": tags.to_meta(),
-        "scheme": scheme,
-        "data": {"path": source},
-    }
-    val_batches = collated(val, collate)
+    return collate
 
-    def predictions(model: Tagger, batches: list[tuple]) -> tuple[list[int], list[int], float]:
-        pred, gold, total = [], [], 0.0
-        for batch in batches:
-            tokens, lengths, y = to_device(batch, device)
+
+def predictions(
+    model: nn.Module, items: Sequence[Tagged], collate: Callable[[list[Tagged]], tuple]
+) -> tuple[list[int], list[int], float]:
+    """Predicted and true tag ids of every token of ``items``, and the mean loss per token."""
+    import torch
+
+    from rnnlab.data.batching import chunks
+    from rnnlab.tasks.common import sequence_mask
+
+    device = next(model.parameters()).device
+    pred: list[int] = []
+    gold: list[int] = []
+    total = 0.0
+    with torch.no_grad():
+        for batch in chunks(items, 256):
+            tokens, lengths, y = (t.to(device) for t in collate(batch))
             logits, loss = model(tokens, lengths, y)
-            mask = torch.arange(tokens.shape[1], device=device)[None] < lengths[:, None]
+            mask = sequence_mask(lengths, tokens.shape[1])
             pred += logits.argmax(-1)[mask].tolist()
             gold += y[mask].tolist()
             total += float(loss) * int(lengths.sum())
-        return pred, gold, total / len(gold)
+    return pred, gold, total / len(gold)
 
-    def evaluate(model: Tagger) -> dict[str, float]:
-        pred, gold, loss = predictions(model, val_batches)
-        cm = confusion_matrix(pred, gold, len(tags))
+
+def tokens_loss(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, int]:
+    """The trainer's ``loss_fn``: the mean loss per token, and the batch's tokens."""
+    _, loss = model(*batch)
+    return loss, int(batch[1].sum())
+
+
+class TagTask(Task):
+    """many-to-many: tag every token (default: punctuation and case restoration)"""
+
+    name = "tag"
+    help = "many-to-many: tag every token (default: punctuation and case restoration)"
+    config = TagTaskConfig
+    commands = {"tag": TagConfig}
+    converters = {"punct-tags": PunctTagsConfig}
+    unit = "tokens"
+
+    # -- training ---------------------------------------------------------------------------
+    def load(self, config: TagTaskConfig) -> TaskData:
+        import torch
+
+        from rnnlab.data.vocab import Vocab
+        from rnnlab.tasks.tag.data import PUNCT_TAGS, read_conll, read_punct_case
+
+        if config.data:
+            source = str(Path(config.data).resolve())
+            data, scheme = read_conll(config.data), "conll"
+        else:
+            data, scheme, source = read_punct_case(None), PUNCT, "bundled:tinyshakespeare.txt"
+        split = config.split
+        g = torch.Generator().manual_seed(split.split_seed)
+        order = torch.randperm(len(data), generator=g).tolist()
+        n_val = max(1, round(len(data) * split.val_fraction))
+        n_test = max(1, round(len(data) * split.test_fraction))
+        if len(data) < n_val + n_test + 1:
+            raise RnnlabError(f"{source}: {len(data)} sequences are too few to split")
+        val = [data[i] for i in order[:n_val]]
+        test = [data[i] for i in order[n_val : n_val + n_test]]
+        train = [data[i] for i in order[n_val + n_test :]]
+        vocab = Vocab.build((s.tokens for s in train), min_freq=config.min_freq, sos=None, eos=None)
+        tag_list = (
+            list(PUNCT_TAGS) if scheme == PUNCT else sorted({t for s in data for t in s.tags})
+        )
+        return TaskData(
+            train, val, test, vocabs={"tokens": vocab, "tags": Vocab.of_labels(tag_list)},
+            source=source, summary=f"{len(data)} sequences", provenance={"scheme": scheme},
+        )  # fmt: skip
+
+    def build_model(self, config: TagTaskConfig, data: TaskData) -> nn.Module:
+        from rnnlab.tasks.tag.model import Tagger
+
+        return Tagger(
+            config.model.replace(
+                vocab_size=len(data.vocabs["tokens"]), num_tags=len(data.vocabs["tags"])
+            )
+        )
+
+    def model_from_meta(self, model_config: dict[str, Any]) -> nn.Module:
+        from rnnlab.tasks.tag.model import Tagger
+
+        return Tagger(TaggerConfig.from_meta(model_config, "model_config"))
+
+    def batches(self, config: TagTaskConfig, data: TaskData) -> Any:
+        from rnnlab.data.batching import Batches
+
+        collate = make_collate(data.vocabs["tokens"], data.vocabs["tags"])
+        return Batches(data.train, config.train.batch_size, collate, seed=config.train.seed)
+
+    def loss_fn(self, config: TagTaskConfig, data: TaskData) -> Any:
+        return tokens_loss
+
+    def evaluate(self, model: nn.Module, data: TaskData, config: TagTaskConfig) -> dict[str, float]:
+        from rnnlab.tasks.metrics import accuracy, confusion_matrix, macro_f1
+
+        collate = make_collate(data.vocabs["tokens"], data.vocabs["tags"])
+        pred, gold, loss = predictions(model, data.val, collate)
+        cm = confusion_matrix(pred, gold, len(data.vocabs["tags"]))
         return {"val_loss": loss, "val_acc": accuracy(pred, gold), "val_macro_f1": macro_f1(cm)}
 
-    def tokens_loss(model: Tagger, batch: tuple) -> tuple[torch.Tensor, int]:
-        _, loss = model(*batch)
-        return loss, int(batch[1].sum())
+    def describe(self, config: TagTaskConfig, data: TaskData) -> str:
+        n_tokens = sum(len(s.tokens) for s in data.train)
+        return (
+            f"a {config.model.rnn.describe()} tagger on {len(data.train)} train ({n_tokens} "
+            f"tokens) / {len(data.val)} validation / {len(data.test)} test sequences, "
+            f"{len(data.vocabs['tokens'])} token types, {len(data.vocabs['tags'])} tags"
+        )
 
-    n_tokens = sum(len(s.tokens) for s in train)
-    describe = (
-        f"a {describe_rnn(rnn)} tagger on {len(train)} train ({n_tokens} tokens) / "
-        f"{len(val)} validation / {len(test)} test sequences, {len(vocab)} token types, "
-        f"{len(tags)} tags"
-    )
-    run = run_training(
-        args,
-        "tag",
-        model,
-        meta,
-        train,
-        collate,
-        evaluate,
-        describe,
-        default_limits(args, EPOCHS, BUDGET),
-        loss_fn=tokens_loss,
-    )
-    if run is None:
-        return 1
-    result, out, best = run
-    with torch.no_grad():
-        pred, gold, loss = predictions(best, collated(test, collate))
-    cm = confusion_matrix(pred, gold, len(tags))
-    table = format_per_class(cm, tags.itos)
-    (out / "test_report.txt").write_text(table + "\n", encoding="utf-8")
-    majority = Counter(gold).most_common(1)[0][1] / len(gold)
-    metrics = {
-        "test_token_accuracy": accuracy(pred, gold),
-        "test_macro_f1": macro_f1(cm),
-        "test_loss": loss,
-        "majority_tag_accuracy": majority,
-        "test_tokens": len(gold),
-    }
-    if scheme == PUNCT:
-        mark = [tags.itos[i].lstrip("^") for i in pred], [tags.itos[i].lstrip("^") for i in gold]
-        case = [tags.itos[i][0] == "^" for i in pred], [tags.itos[i][0] == "^" for i in gold]
-        metrics["test_mark_accuracy"] = sum(a == b for a, b in zip(*mark)) / len(gold)
-        metrics["test_case_accuracy"] = sum(a == b for a, b in zip(*case)) / len(gold)
-    finish(out, result, best, metrics, [table])
-    return 0
+    def test(self, run: Run, data: TaskData, config: TagTaskConfig) -> Report:
+        from rnnlab.tasks.metrics import accuracy, confusion_matrix, format_per_class, macro_f1
 
+        tags = data.vocabs["tags"]
+        collate = make_collate(data.vocabs["tokens"], tags)
+        pred, gold, loss = predictions(run.model, data.test, collate)
+        cm = confusion_matrix(pred, gold, len(tags))
+        table = format_per_class(cm, tags.itos)
+        (self.out_dir(run) / "test_report.txt").write_text(table + "\n", encoding="utf-8")
+        metrics: dict[str, float | int | str] = {
+            "test_token_accuracy": accuracy(pred, gold),
+            "test_macro_f1": macro_f1(cm),
+            "test_loss": loss,
+            "majority_tag_accuracy": Counter(gold).most_common(1)[0][1] / len(gold),
+            "test_tokens": len(gold),
+        }
+        if data.provenance.get("scheme") == PUNCT:
+            names = [tags.itos[i] for i in pred], [tags.itos[i] for i in gold]
+            marks = zip((t.lstrip("^") for t in names[0]), (t.lstrip("^") for t in names[1]))
+            cases = zip((t[0] == "^" for t in names[0]), (t[0] == "^" for t in names[1]))
+            metrics["test_mark_accuracy"] = sum(a == b for a, b in marks) / len(gold)
+            metrics["test_case_accuracy"] = sum(a == b for a, b in cases) / len(gold)
+        return Report(metrics, [table])
 
-def tag_cmd(args: argparse.Namespace) -> int:
-    from rnnlab.data.vocab import Vocab, pad_batch
-    from rnnlab.tasks.tag.data import restore, strip_text
+    # -- use --------------------------------------------------------------------------------
+    def tag(self, run: Run, options: TagConfig) -> int:
+        from rnnlab.data.batching import pad_batch
+        from rnnlab.tasks.tag.data import restore, strip_text
 
-    model, ckpt = load_task_model(args.checkpoint, "tag", args.device)
-    vocab = Vocab.from_meta(ckpt.meta["vocab"])
-    tags = Vocab.from_meta(ckpt.meta["tags"])
-    punct = ckpt.meta.get("scheme") == PUNCT
-    for text in args.texts:
-        tokens = strip_text(text) if punct else text.split()
-        if not tokens:
-            raise RnnlabError(f"no words to tag in {text!r}")
-        ids, lengths = pad_batch([vocab.encode(tokens)])
-        predicted = [tags.itos[i] for i in model.tag(ids.to(args.device), lengths)[0]]
-        if punct:
-            print(restore(tokens, predicted))
-        else:
-            print(" ".join(f"{tok}/{tag}" for tok, tag in zip(tokens, predicted)))
-    return 0
+        vocab, tags = run.vocabs["tokens"], run.vocabs["tags"]
+        punct = run.meta.get("data", {}).get("scheme") == PUNCT
+        for text in options.texts:
+            tokens = strip_text(text) if punct else text.split()
+            if not tokens:
+                raise RnnlabError(f"no words to tag in {text!r}")
+            ids, lengths = pad_batch([vocab.encode(tokens)])
+            predicted = [tags.itos[i] for i in run.model.tag(ids.to(run.device), lengths)[0]]
+            if punct:
+                print(restore(tokens, predicted))
+            else:
+                print(" ".join(f"{tok}/{tag}" for tok, tag in zip(tokens, predicted)))
+        return 0
+
+    def punct_tags(self, options: PunctTagsConfig) -> int:
+        from rnnlab.tasks.tag.data import read_punct_case, write_conll
+
+        if options.out is None:
+            raise RnnlabError("rnnlab data punct-tags needs --out FILE, the CoNLL file to write")
+        data = read_punct_case(options.data)
+        n = write_conll(data, options.out)
+        counts = Counter(t for s in data for t in s.tags)
+        print(
+            f"wrote {n} sequences, {sum(counts.values())} tokens to {options.out}; tags: "
+            + ", ".join(f"{t} {c}" for t, c in counts.most_common())
+        )
+        return 0
 
 
-__all__ = ["register", "register_data"]
+TASK = TagTask()
+
+__all__ = [
+    "PUNCT",
+    "TASK",
+    "PunctTagsConfig",
+    "TagConfig",
+    "TagTask",
+    "TagTaskConfig",
+    "make_collate",
+    "predictions",
+    "tokens_loss",
+]
