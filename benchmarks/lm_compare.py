@@ -32,7 +32,7 @@ ROOT = HERE.parent
 
 def parse_duration(text: str) -> float:
     sys.path.insert(0, str(ROOT))
-    from rnnlab.cli.common import parse_duration as parse
+    from rnnlab.train.config import parse_duration as parse
 
     return parse(text)
 
