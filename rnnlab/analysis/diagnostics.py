@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rnnlab.analysis.plots import finish_axes, pyplot, save_figure
 from rnnlab.core.cells import RecurrentCell
 from rnnlab.core.layers import Recurrent, StepHook
 from rnnlab.core.state import (
@@ -343,15 +344,6 @@ def gate_statistics(
 
 
 # -- plots --------------------------------------------------------------------------------
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_gradient_flow(
     flows: Mapping[str, GradientFlow],
     path: Path | str,
@@ -359,24 +351,22 @@ def plot_gradient_flow(
     styles: Mapping[str, dict] | None = None,
 ) -> Path:
     """``||dL/ds_{t-lag}||`` against the lag, one line per entry, log scale, as a PNG."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label, flow in flows.items():
         curve = np.maximum(flow.by_lag, 1e-300)
         ax.semilogy(flow.lags, curve, label=label, **(styles or {}).get(label, {}))
-    ax.set_xlabel("lag t - k (steps back from the loss)")
+    finish_axes((ax,), "lag t - k (steps back from the loss)")
     ax.set_ylabel("||dL_t / ds_k||")
     ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_jacobian_spectrum(
     spectra: Mapping[str, JacobianSpectrum], path: Path | str, title: str = "step Jacobians"
 ) -> Path:
     """Left: largest and smallest singular value of each step; right: of the running product."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for label, spec in spectra.items():
         t = np.arange(1, len(spec.step) + 1)
@@ -394,12 +384,9 @@ def plot_jacobian_spectrum(
         )
     left.set_title("singular values of ds_t/ds_{t-1}")
     right.set_title("singular values of ds_t/ds_0")
-    for ax in (left, right):
-        ax.set_xlabel("step t")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+    finish_axes((left, right), "step t", legend_size=7)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_gate_heatmaps(
@@ -407,7 +394,7 @@ def plot_gate_heatmaps(
 ) -> Path:
     """One heatmap (units x steps) per gate of one example: ``gates`` as one entry of
     :func:`gate_traces` (``{gate: (N, T, H)}``)."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(gates)
     if n == 0:
         raise ValueError("no gates to plot (this cell has none)")
@@ -427,19 +414,7 @@ def plot_gate_heatmaps(
         fig.colorbar(im, ax=ax, pad=0.01)
     axes[-1, 0].set_xlabel("step")
     fig.suptitle(title)
-    return _save(fig, path)
-
-
-def _save(fig, path: Path | str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    fig.clf()
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 __all__ = [

@@ -17,6 +17,7 @@ and import their model and torch inside the methods that run.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,9 @@ class Task:
     converters: ClassVar[Mapping[str, type[Config]]] = {}
     #: what one token is, for messages (``chars``, ``words``, ``tokens``).
     unit: ClassVar[str] = "tokens"
+    #: the model's class, ``"module:Class"`` (imported when a model is built), and its config.
+    model_class: ClassVar[str]
+    model_config: ClassVar[type[Config]]
 
     # -- training ---------------------------------------------------------------------------
     def load(self, config: Any) -> TaskData:
@@ -103,22 +107,42 @@ class Task:
         """The model for ``config``, sized by the data (vocabularies), on the CPU."""
         raise NotImplementedError
 
+    def new_model(self, model_config: Config) -> nn.Module:
+        """An instance of :attr:`model_class` built from ``model_config``."""
+        module, _, name = self.model_class.partition(":")
+        return getattr(importlib.import_module(module), name)(model_config)
+
     def model_from_meta(self, model_config: dict[str, Any]) -> nn.Module:
         """Rebuild the model from its stored ``model_config`` (weights not loaded)."""
+        return self.new_model(self.model_config.from_meta(model_config, "model_config"))
+
+    def collate(self, data: TaskData) -> Callable[[list[Any]], tuple]:
+        """Examples -> the model's inputs and targets (tensors), for the default batches."""
         raise NotImplementedError
 
     def batches(self, config: Any, data: TaskData) -> Batches:
-        """The training batches (see :class:`Batches`)."""
-        raise NotImplementedError
+        """The training batches (see :class:`Batches`). Default: the training examples,
+        shuffled every epoch by the trainer's seed, in batches of its batch size, collated by
+        :meth:`collate`."""
+        from rnnlab.data.batching import Batches as Shuffled
+
+        return Shuffled(data.train, config.train.batch_size, self.collate(data), config.train.seed)
+
+    def tokens(self, batch: tuple) -> int:
+        """How many tokens a batch's mean loss averages over (default: its examples)."""
+        return int(batch[0].shape[0])
 
     def loss_fn(
         self, config: Any, data: TaskData
     ) -> Callable[[nn.Module, Any], tuple[Tensor, int]]:
         """The trainer's ``loss_fn(model, batch) -> (loss, tokens)``; a new one per run (it may
-        carry state across batches). Default: ``model(*batch)[1]``, one token per example."""
-        from rnnlab.train.trainer import default_loss_fn
+        carry state across batches). Default: ``model(*batch)[1]`` and :meth:`tokens`."""
 
-        return default_loss_fn
+        def loss(model: nn.Module, batch: tuple) -> tuple[Tensor, int]:
+            _, value = model(*batch)
+            return value, self.tokens(batch)
+
+        return loss
 
     def evaluate(self, model: nn.Module, data: TaskData, config: Any) -> dict[str, float]:
         """Validation metrics, ``val_loss`` first (called in eval mode, without gradients)."""

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnlab.analysis.experiments.results import Result, config_dict, line_style, pyplot, save_figure
+from rnnlab.analysis.experiments.results import Result, config_dict
 from rnnlab.analysis.experiments.seeds import TrainSettings
 from rnnlab.analysis.experiments.synthetic import LECTURE_CELLS, sweep
 from rnnlab.analysis.experiments.tasks import Adding
 from rnnlab.analysis.experiments.units import UnitStore
+from rnnlab.analysis.plots import line_style, pyplot, save_figure
 
 DESCRIPTION = "add two marked values: test MSE vs T per cell, against the 0.167 baseline"
 
@@ -104,5 +105,5 @@ def run(config: AddingConfig, out_dir: Path) -> Result:
     ax.set_title("adding problem")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    result.plots.append(save_figure(fig, out_dir / "adding.png"))
+    result.plots.append(save_figure(fig, out_dir / "adding.png").name)
     return result

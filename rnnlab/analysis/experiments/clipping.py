@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from rnnlab.analysis import diagnostics
-from rnnlab.analysis.experiments.results import Result, config_dict, pyplot, save_figure
+from rnnlab.analysis.experiments.results import Result, config_dict
 from rnnlab.analysis.experiments.seeds import SeedEnsemble, SequenceModel, TrainSettings, train
 from rnnlab.analysis.experiments.tasks import Adding
+from rnnlab.analysis.plots import finish_axes, pyplot, save_figure
 from rnnlab.core.registry import CELLS
 
 DESCRIPTION = "an exploding tanh RNN trained with and without gradient-norm clipping"
@@ -140,9 +141,6 @@ def _plot(config: ClippingConfig, histories: dict, path: Path) -> str:
     loss_ax.set_title("training loss (x: non-finite step, skipped)")
     norm_ax.axhline(config.clip, color="gray", ls=":", lw=1, label=f"threshold {config.clip:g}")
     norm_ax.set_title("gradient norm before clipping")
-    for ax in (loss_ax, norm_ax):
-        ax.set_xlabel("training step")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+    finish_axes((loss_ax, norm_ax), "training step")
     fig.suptitle(f"exploding gradients: tanh RNN, W_hh = {config.gain} x orthogonal, SGD")
-    return save_figure(fig, path)
+    return save_figure(fig, path).name

@@ -28,13 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rnnlab.analysis.experiments.results import (
-    Result,
-    config_dict,
-    mean_spread,
-    pyplot,
-    save_figure,
-)
+from rnnlab.analysis.experiments.results import Result, config_dict, mean_spread
 from rnnlab.analysis.experiments.seeds import (
     SeedEnsemble,
     TrainSettings,
@@ -44,6 +38,7 @@ from rnnlab.analysis.experiments.seeds import (
 )
 from rnnlab.analysis.experiments.tasks import Adding
 from rnnlab.analysis.experiments.units import UnitStore
+from rnnlab.analysis.plots import pyplot, save_figure
 from rnnlab.core.cells import CellFactory
 from rnnlab.core.registry import cell_factory
 from rnnlab.tasks.runner import count_parameters
@@ -357,7 +352,7 @@ def _off_scale(value: float, median: float) -> bool:
 
 
 def _plot(config: CompareConfig, tasks: list[str], rows: list[dict], path: Path) -> str:
-    return save_figure(_figure(config, tasks, rows), path)
+    return save_figure(_figure(config, tasks, rows), path).name
 
 
 def _figure(config: CompareConfig, tasks: list[str], rows: list[dict]):

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnlab.analysis.experiments.results import Result, config_dict, pyplot, save_figure
+from rnnlab.analysis.experiments.results import Result, config_dict
 from rnnlab.analysis.experiments.seeds import TrainSettings
 from rnnlab.analysis.experiments.synthetic import LECTURE_CELLS, sweep
 from rnnlab.analysis.experiments.tasks import Copy
 from rnnlab.analysis.experiments.units import UnitStore
+from rnnlab.analysis.plots import pyplot, save_figure
 
 DESCRIPTION = "recall 10 symbols after T blanks: cross-entropy vs the 10 log 8 / (T+20) baseline"
 
@@ -108,5 +109,5 @@ def run(config: CopyConfig, out_dir: Path) -> Result:
         ax.set_title(f"copy, T = {T}")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    result.plots.append(save_figure(fig, out_dir / "copy.png"))
+    result.plots.append(save_figure(fig, out_dir / "copy.png").name)
     return result

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from rnnlab.analysis import diagnostics
-from rnnlab.analysis.experiments.results import Result, config_dict, pyplot, save_figure
+from rnnlab.analysis.experiments.results import Result, config_dict
 from rnnlab.analysis.experiments.seeds import (
     SeedEnsemble,
     SequenceModel,
@@ -25,6 +25,7 @@ from rnnlab.analysis.experiments.seeds import (
     train,
 )
 from rnnlab.analysis.experiments.tasks import Adding
+from rnnlab.analysis.plots import finish_axes, pyplot, save_figure
 from rnnlab.core.registry import CELLS
 
 DESCRIPTION = "gradient norm vs lag of untrained and trained Elman, GRU, LSTM (adding task)"
@@ -162,9 +163,6 @@ def _plot_flows(config: GradientsConfig, curves: dict, path: Path) -> str:
         )
     raw.set_title("||dL_T / ds_(T-lag)||")
     rel.set_title("relative to lag 0")
-    for ax in (raw, rel):
-        ax.set_xlabel("lag (steps back from the loss)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+    finish_axes((raw, rel), "lag (steps back from the loss)")
     fig.suptitle(f"gradient flow on the adding problem, T = {config.T} (median over seeds)")
-    return save_figure(fig, path)
+    return save_figure(fig, path).name

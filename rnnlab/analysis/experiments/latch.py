@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnlab.analysis.experiments.results import Result, config_dict, line_style, pyplot, save_figure
+from rnnlab.analysis.experiments.results import Result, config_dict
 from rnnlab.analysis.experiments.seeds import TrainSettings
 from rnnlab.analysis.experiments.synthetic import LECTURE_CELLS, sweep
 from rnnlab.analysis.experiments.tasks import Latch
 from rnnlab.analysis.experiments.units import UnitStore
+from rnnlab.analysis.plots import line_style, pyplot, save_figure
 
 DESCRIPTION = "hold one bit through T steps of noise: P(success | T) per cell (Bengio et al. 1994)"
 
@@ -121,5 +122,5 @@ def run(config: LatchConfig, out_dir: Path) -> Result:
         ax.set_title(f"latch, {optimizer} (lr {lr:g})")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    result.plots.append(save_figure(fig, out_dir / "latch.png"))
+    result.plots.append(save_figure(fig, out_dir / "latch.png").name)
     return result

@@ -21,14 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rnnlab.analysis.experiments.results import (
-    Result,
-    config_dict,
-    mean_spread,
-    pyplot,
-    save_figure,
-)
+from rnnlab.analysis.experiments.results import Result, config_dict, mean_spread
 from rnnlab.analysis.experiments.units import UnitStore
+from rnnlab.analysis.plots import pyplot, save_figure
 
 DESCRIPTION = "norm-stabilizer beta grid and layer norm on/off on the char LM: loss and norm drift"
 
@@ -219,4 +214,4 @@ def _plot(config: RegularizersConfig, runs: list[dict], path: Path) -> str:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("norm-stabilizer and layer norm on the char LM")
-    return save_figure(fig, path)
+    return save_figure(fig, path).name

@@ -89,39 +89,10 @@ def write(result: Result, out_dir: Path) -> Path:
     return out_dir / "results.json"
 
 
-def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def line_style(i: int) -> dict:
-    """Marker and dash of the i-th line, so that lines lying on top of each other stay visible."""
-    markers = "osD^vPX*"
-    dashes = ["-", "--", "-.", ":"]
-    return {"marker": markers[i % 8], "ls": dashes[i % 4], "ms": 9 - (i % 5), "alpha": 0.85}
-
-
-def save_figure(fig, path: Path) -> str:
-    """Save and close ``fig``; returns the file name (for :attr:`Result.plots`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot().close(fig)
-    return path.name
-
-
 __all__ = [
     "Result",
     "config_dict",
     "format_table",
-    "line_style",
     "mean_spread",
-    "pyplot",
-    "save_figure",
     "write",
 ]

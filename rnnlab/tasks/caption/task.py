@@ -9,10 +9,10 @@ BLEU on both test splits. ``--data`` takes a folder written by ``rnnlab data cap
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rnnlab.config import Config, at_least, nested, non_negative, option, positive
 from rnnlab.errors import RnnlabError
@@ -115,25 +115,6 @@ def _splits(config: CaptionTaskConfig) -> dict[str, tuple[np.ndarray, list[list[
     return {k: (images[idx], [captions[i] for i in idx]) for k, idx in parts.items()}
 
 
-def _collate(vocab: Vocab) -> Any:
-    """Examples -> ``(images (N, 3, S, S), inputs (N, T), lengths (N,), targets (N, T))``."""
-    import torch
-
-    from rnnlab.data.batching import pad_batch
-
-    def collate(batch: Sequence[Example]) -> tuple:
-        images = torch.stack([im for im, _ in batch])
-        inputs = pad_batch([vocab.encode(c, sos=True) for _, c in batch])
-        targets, _ = pad_batch([vocab.encode(c, eos=True) for _, c in batch])
-        return images, *inputs, targets
-
-    return collate
-
-
-def _words(batch: tuple) -> int:
-    return int(batch[2].sum())
-
-
 def captions_of(model: Captioner, examples: Sequence[Example], vocab: Vocab) -> list[list[str]]:
     """The greedy captions of ``examples``' images, as words."""
     import torch
@@ -157,6 +138,8 @@ class CaptionTask(Task):
     commands = {"caption": CaptionConfig}
     converters = {"captions": CaptionsDataConfig}
     unit = "words"
+    model_class = "rnnlab.tasks.caption.model:Captioner"
+    model_config = CaptionerConfig
 
     # -- training ---------------------------------------------------------------------------
     def load(self, config: CaptionTaskConfig) -> TaskData:
@@ -171,61 +154,52 @@ class CaptionTask(Task):
             f"{len(vocab)} words"
         )
         source = "synthetic" if config.data is None else str(Path(config.data).resolve())
-        collate = _collate(vocab)
         return TaskData(
             items["train"], items["val"], items["test"], vocabs={"tokens": vocab},
             source=source, summary=summary,
-            extra={"collate": collate, "heldout": items.get("heldout"),
+            extra={"heldout": items.get("heldout"),
                    "image_size": int(splits["train"][0].shape[1])},
         )  # fmt: skip
 
     def build_model(self, config: CaptionTaskConfig, data: TaskData) -> nn.Module:
-        from rnnlab.tasks.caption.model import Captioner
+        vocab = data.vocabs["tokens"]
+        return self.new_model(
+            config.model.replace(
+                vocab_size=len(vocab), image_size=data.extra["image_size"],
+                sos_id=vocab.sos_id, eos_id=vocab.eos_id,
+            )
+        )  # fmt: skip
+
+    def collate(self, data: TaskData) -> Callable[[list[Example]], tuple]:
+        """Examples -> ``(images (N, 3, S, S), inputs (N, T), lengths (N,), targets (N, T))``."""
+        import torch
+
+        from rnnlab.data.batching import pad_batch
 
         vocab = data.vocabs["tokens"]
-        model = config.model.replace(
-            vocab_size=len(vocab), image_size=data.extra["image_size"],
-            sos_id=vocab.sos_id, eos_id=vocab.eos_id,
-        )  # fmt: skip
-        return Captioner(model)
 
-    def model_from_meta(self, model_config: dict[str, Any]) -> nn.Module:
-        from rnnlab.tasks.caption.model import Captioner
+        def collate(batch: list[Example]) -> tuple:
+            images = torch.stack([im for im, _ in batch])
+            inputs = pad_batch([vocab.encode(c, sos=True) for _, c in batch])
+            targets, _ = pad_batch([vocab.encode(c, eos=True) for _, c in batch])
+            return images, *inputs, targets
 
-        return Captioner(CaptionerConfig.from_meta(model_config, "model_config"))
+        return collate
 
-    def batches(self, config: CaptionTaskConfig, data: TaskData) -> Any:
-        from rnnlab.data.batching import Batches
-
-        return Batches(
-            data.train, config.train.batch_size, data.extra["collate"], config.train.seed
-        )
-
-    def loss_fn(self, config: CaptionTaskConfig, data: TaskData) -> Any:
-        def loss(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, int]:
-            _, value = model(*batch)
-            return value, _words(batch)
-
-        return loss
+    def tokens(self, batch: tuple) -> int:
+        """The batch's words (``<end>`` included): the sum of its caption lengths."""
+        return int(batch[2].sum())
 
     def evaluate(
         self, model: nn.Module, data: TaskData, config: CaptionTaskConfig
     ) -> dict[str, float]:
-        from rnnlab.data.batching import chunks
+        from rnnlab.tasks.common import mean_loss
         from rnnlab.tasks.metrics import exact_match
 
-        if "val_batches" not in data.extra:
-            collate = data.extra["collate"]
-            data.extra["val_batches"] = [collate(c) for c in chunks(data.val, 256)]
-        device = next(model.parameters()).device
-        total, n = 0.0, 0
-        for batch in data.extra["val_batches"]:
-            _, loss = model(*(b.to(device) for b in batch))
-            total += float(loss) * _words(batch)
-            n += _words(batch)
+        loss = mean_loss(model, data.val, self.collate(data), self.tokens)
         hyps = captions_of(model, data.val, data.vocabs["tokens"])
         refs = [c for _, c in data.val]
-        return {"val_loss": total / max(n, 1), "val_exact": exact_match(hyps, refs)}
+        return {"val_loss": loss, "val_exact": exact_match(hyps, refs)}
 
     def describe(self, config: CaptionTaskConfig, data: TaskData) -> str:
         return f"a CNN + {config.model.rnn.describe()} captioner on {data.summary}"
@@ -253,19 +227,15 @@ class CaptionTask(Task):
     # -- use --------------------------------------------------------------------------------
     def caption(self, run: Run, options: CaptionConfig) -> int:
         import numpy as np
-        import torch
 
         from rnnlab.tasks.caption.data import load_image
+        from rnnlab.tasks.common import seeded_generator
 
         vocab = run.vocabs["tokens"]
         size = run.model.config.image_size
         arrays = [load_image(path, size) for path in options.images]
         images = images_tensor(np.stack(arrays)).to(run.device)
-        generator = torch.Generator(device=run.device)
-        if options.seed is not None:
-            generator.manual_seed(options.seed)
-        else:
-            generator.seed()
+        generator = seeded_generator(run.device, options.seed)
         captions = run.model.generate(images, temperature=options.temperature, generator=generator)
         for path, ids in zip(options.images, captions):
             text = " ".join(vocab.decode(ids))

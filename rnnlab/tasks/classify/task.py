@@ -10,9 +10,8 @@ macro-F1, a per-class table (``RUN/test_report.txt``) and a confusion matrix
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rnnlab.config import Config, nested, option, positive
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from rnnlab.data.vocab import Vocab
     from rnnlab.tasks.classify.data import Example
     from rnnlab.tasks.runner import Run
 
@@ -69,52 +67,12 @@ class PredictConfig(Config):
     top: int = option(3, check=positive, help="classes to show")
 
 
-def _source(path: str | None) -> str:
-    return str(Path(path).resolve()) if path else "bundled:names"
-
-
 def read_data(path: str | None) -> list[Example]:
     """The labelled examples of ``--data`` (default: the bundled names)."""
     from rnnlab.data import bundled
     from rnnlab.tasks.classify.data import read_examples
 
     return read_examples(path if path else bundled("names"))
-
-
-def make_collate(vocab: Vocab, labels: Vocab) -> Callable[[list[Example]], tuple]:
-    """Examples -> ``(tokens (N, T), lengths (N,), class ids (N,))``, right-padded."""
-    import torch
-
-    from rnnlab.data.batching import pad_batch
-    from rnnlab.tasks.classify.data import characters
-
-    def collate(items: list[Example]) -> tuple:
-        tokens, lengths = pad_batch([vocab.encode(characters(e.text)) for e in items])
-        return tokens, lengths, torch.tensor([labels.index(e.label) for e in items])
-
-    return collate
-
-
-def predictions(
-    model: nn.Module, items: Sequence[Example], collate: Callable[[list[Example]], tuple]
-) -> tuple[list[int], list[int], float]:
-    """Predicted and true class ids of ``items``, and the mean (weighted) loss."""
-    import torch
-
-    from rnnlab.data.batching import chunks
-
-    device = next(model.parameters()).device
-    pred: list[int] = []
-    gold: list[int] = []
-    total = 0.0
-    with torch.no_grad():
-        for batch in chunks(items, 256):
-            tokens, lengths, y = (t.to(device) for t in collate(batch))
-            logits, loss = model(tokens, lengths, y)
-            pred += logits.argmax(-1).tolist()
-            gold += y.tolist()
-            total += float(loss) * len(y)
-    return pred, gold, total / len(gold)
 
 
 class ClassifyTask(Task):
@@ -125,6 +83,8 @@ class ClassifyTask(Task):
     config = ClassifyTaskConfig
     commands = {"predict": PredictConfig}
     unit = "examples"
+    model_class = "rnnlab.tasks.classify.model:Classifier"
+    model_config = ClassifierConfig
 
     # -- training ---------------------------------------------------------------------------
     def load(self, config: ClassifyTaskConfig) -> TaskData:
@@ -132,23 +92,16 @@ class ClassifyTask(Task):
         from rnnlab.tasks.classify.data import (
             characters,
             class_weights,
-            stratified_split,
             summary,
         )
+        from rnnlab.tasks.common import data_source, split_examples
 
         examples = read_data(config.data)
-        source = _source(config.data)
+        source = data_source(config.data, "names")
         labels = sorted({e.label for e in examples})
         if len(labels) < 2:
             raise RnnlabError(f"{source}: need at least 2 classes, found {len(labels)}")
-        split = config.split
-        tr, va, te = stratified_split(
-            [e.label for e in examples], (split.val_fraction, split.test_fraction),
-            split.split_seed,
-        )  # fmt: skip
-        train, val, test = ([examples[i] for i in idx] for idx in (tr, va, te))
-        if not val or not test:
-            raise RnnlabError(f"{source}: too few examples for a validation and a test split")
+        train, val, test = split_examples(examples, config.split, source)
         vocab = Vocab.build((characters(e.text) for e in train), sos=None, eos=None)
         weights = class_weights([e.label for e in train], labels, config.class_weights)
         print(f"data: {source}: {summary(examples)}", file=sys.stderr)
@@ -159,34 +112,37 @@ class ClassifyTask(Task):
         )  # fmt: skip
 
     def build_model(self, config: ClassifyTaskConfig, data: TaskData) -> nn.Module:
-        from rnnlab.tasks.classify.model import Classifier
-
         weights = None if config.class_weights == "none" else tuple(data.extra["weights"])
-        model_config = config.model.replace(
-            vocab_size=len(data.vocabs["tokens"]),
-            num_classes=len(data.vocabs["labels"]),
-            class_weights=weights,
+        return self.new_model(
+            config.model.replace(
+                vocab_size=len(data.vocabs["tokens"]),
+                num_classes=len(data.vocabs["labels"]),
+                class_weights=weights,
+            )
         )
-        return Classifier(model_config)
 
-    def model_from_meta(self, model_config: dict[str, Any]) -> nn.Module:
-        from rnnlab.tasks.classify.model import Classifier
+    def collate(self, data: TaskData) -> Callable[[list[Example]], tuple]:
+        """Examples -> ``(tokens (N, T), lengths (N,), class ids (N,))``, right-padded."""
+        import torch
 
-        return Classifier(ClassifierConfig.from_meta(model_config, "model_config"))
+        from rnnlab.data.batching import pad_batch
+        from rnnlab.tasks.classify.data import characters
 
-    def batches(self, config: ClassifyTaskConfig, data: TaskData) -> Any:
-        from rnnlab.data.batching import Batches
+        vocab, labels = data.vocabs["tokens"], data.vocabs["labels"]
 
-        collate = make_collate(data.vocabs["tokens"], data.vocabs["labels"])
-        return Batches(data.train, config.train.batch_size, collate, seed=config.train.seed)
+        def collate(items: list[Example]) -> tuple:
+            tokens, lengths = pad_batch([vocab.encode(characters(e.text)) for e in items])
+            return tokens, lengths, torch.tensor([labels.index(e.label) for e in items])
+
+        return collate
 
     def evaluate(
         self, model: nn.Module, data: TaskData, config: ClassifyTaskConfig
     ) -> dict[str, float]:
+        from rnnlab.tasks.common import predictions
         from rnnlab.tasks.metrics import accuracy, confusion_matrix, macro_f1
 
-        collate = make_collate(data.vocabs["tokens"], data.vocabs["labels"])
-        pred, gold, loss = predictions(model, data.val, collate)
+        pred, gold, loss = predictions(model, data.val, self.collate(data))
         cm = confusion_matrix(pred, gold, len(data.vocabs["labels"]))
         return {"val_loss": loss, "val_acc": accuracy(pred, gold), "val_macro_f1": macro_f1(cm)}
 
@@ -199,6 +155,7 @@ class ClassifyTask(Task):
         )
 
     def test(self, run: Run, data: TaskData, config: ClassifyTaskConfig) -> Report:
+        from rnnlab.tasks.common import predictions
         from rnnlab.tasks.metrics import (
             accuracy,
             confusion_matrix,
@@ -208,8 +165,7 @@ class ClassifyTask(Task):
         )
 
         labels = data.vocabs["labels"].itos
-        collate = make_collate(data.vocabs["tokens"], data.vocabs["labels"])
-        pred, gold, loss = predictions(run.model, data.test, collate)
+        pred, gold, loss = predictions(run.model, data.test, self.collate(data))
         cm = confusion_matrix(pred, gold, len(labels))
         table = format_per_class(cm, labels)
         out = self.out_dir(run)
@@ -259,11 +215,12 @@ class ClassifyTask(Task):
 
         from rnnlab.data.batching import pad_batch
         from rnnlab.tasks.classify.data import characters
+        from rnnlab.tasks.common import data_source
 
         vocab, labels = run.vocabs["tokens"], run.vocabs["labels"]
         examples = [e for e in read_data(data) if e.label in labels]
         if not examples:
-            raise RnnlabError(f"{_source(data)} has no example of the model's classes")
+            raise RnnlabError(f"{data_source(data, 'names')} has no example of the model's classes")
         common = Counter(len(e.text) for e in examples).most_common(1)[0][0]
         pool = [e for e in examples if len(e.text) == common]
         g = torch.Generator().manual_seed(0)
@@ -287,7 +244,5 @@ __all__ = [
     "ClassifyTask",
     "ClassifyTaskConfig",
     "PredictConfig",
-    "make_collate",
-    "predictions",
     "read_data",
 ]

@@ -105,10 +105,6 @@ class EvalConfig(Config):
     batch: int = option(32, check=positive, help="parallel streams")
 
 
-def _source(path: str | None) -> str:
-    return str(Path(path).resolve()) if path else "bundled:tinyshakespeare.txt"
-
-
 class LMTask(Task):
     """many-to-many on a stream: a character (or word) language model (default: Shakespeare)"""
 
@@ -117,9 +113,12 @@ class LMTask(Task):
     config = LMTaskConfig
     commands = {"sample": SampleConfig, "eval": EvalConfig}
     unit = "chars"
+    model_class = "rnnlab.tasks.lm.model:RNNLM"
+    model_config = LMConfig
 
     # -- training ---------------------------------------------------------------------------
     def load(self, config: LMTaskConfig) -> TaskData:
+        from rnnlab.tasks.common import data_source
         from rnnlab.tasks.lm.data import build_vocab, encode_text, read_corpus, split_ids
 
         text = read_corpus(config.data)
@@ -142,19 +141,13 @@ class LMTask(Task):
             "seq_len": config.seq_len,
         }
         return TaskData(
-            train, val, vocabs={"tokens": vocab}, source=_source(config.data), summary=summary,
+            train, val, vocabs={"tokens": vocab},
+            source=data_source(config.data, "tinyshakespeare.txt"), summary=summary,
             provenance=provenance, unit=unit,
         )  # fmt: skip
 
     def build_model(self, config: LMTaskConfig, data: TaskData) -> nn.Module:
-        from rnnlab.tasks.lm.model import RNNLM
-
-        return RNNLM(config.model.replace(vocab_size=len(data.vocabs["tokens"])))
-
-    def model_from_meta(self, model_config: dict[str, Any]) -> nn.Module:
-        from rnnlab.tasks.lm.model import RNNLM
-
-        return RNNLM(LMConfig.from_meta(model_config, "model_config"))
+        return self.new_model(config.model.replace(vocab_size=len(data.vocabs["tokens"])))
 
     def batches(self, config: LMTaskConfig, data: TaskData) -> Any:
         from rnnlab.tasks.lm.data import StreamBatches
@@ -190,18 +183,14 @@ class LMTask(Task):
 
     # -- use --------------------------------------------------------------------------------
     def sample(self, run: Run, options: SampleConfig) -> int:
-        import torch
+        from rnnlab.tasks.common import seeded_generator
 
         vocab = run.vocabs["tokens"]
         prime = options.prime if options.prime is not None else _default_prime(vocab)
         if not prime:
             raise RnnlabError("--prime is empty: give at least one character, or leave it out")
         temperature = 0.0 if options.greedy else options.temperature
-        generator = torch.Generator(device=run.device)
-        if options.seed is not None:
-            generator.manual_seed(options.seed)
-        else:
-            generator.seed()
+        generator = seeded_generator(run.device, options.seed)
         _stream(run, vocab, prime, options.length, temperature, options.top_k, generator)
         return 0
 

@@ -10,10 +10,9 @@ fraction of sampled names not in the training set.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rnnlab.config import Config, at_least, nested, non_negative, option, positive
 from rnnlab.errors import RnnlabError
@@ -23,10 +22,8 @@ from rnnlab.tasks.names.config import NameGeneratorConfig
 from rnnlab.train.config import TrainConfig
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
-    from rnnlab.data.vocab import Vocab
     from rnnlab.tasks.classify.data import Example
     from rnnlab.tasks.runner import Run
 
@@ -77,48 +74,6 @@ class GenerateNamesConfig(Config):
             raise RnnlabError(f"--start is longer than --max-len {self.max_len}")
 
 
-def make_collate(vocab: Vocab, languages: Vocab) -> Callable[[list[Example]], tuple]:
-    """Names -> ``(languages (N,), <sos> + characters (N, T), lengths (N,), characters + <eos>
-    (N, T))``, right-padded."""
-    import torch
-
-    from rnnlab.data.batching import pad_batch
-    from rnnlab.tasks.classify.data import characters
-
-    def collate(items: list[Example]) -> tuple:
-        inputs = pad_batch([vocab.encode(characters(e.text), sos=True) for e in items])
-        targets, _ = pad_batch([vocab.encode(characters(e.text), eos=True) for e in items])
-        return torch.tensor([languages.index(e.label) for e in items]), *inputs, targets
-
-    return collate
-
-
-def characters_loss(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, int]:
-    """The trainer's ``loss_fn``: the mean loss per character, and the batch's characters."""
-    _, loss = model(*batch)
-    return loss, int(batch[2].sum())
-
-
-def mean_loss(
-    model: nn.Module, items: Sequence[Example], collate: Callable[[list[Example]], tuple]
-) -> float:
-    """The mean loss per character (``<eos>`` included) of ``items``."""
-    import torch
-
-    from rnnlab.data.batching import chunks
-
-    device = next(model.parameters()).device
-    total, n = 0.0, 0
-    with torch.no_grad():
-        for chunk in chunks(items, 256):
-            batch = tuple(t.to(device) for t in collate(chunk))
-            _, loss = model(*batch)
-            count = int(batch[2].sum())
-            total += float(loss) * count
-            n += count
-    return total / max(n, 1)
-
-
 class NamesTask(Task):
     """one-to-many: generate names given a language"""
 
@@ -127,24 +82,20 @@ class NamesTask(Task):
     config = NamesTaskConfig
     commands = {"generate-names": GenerateNamesConfig}
     unit = "chars"
+    model_class = "rnnlab.tasks.names.model:NameGenerator"
+    model_config = NameGeneratorConfig
 
     # -- training ---------------------------------------------------------------------------
     def load(self, config: NamesTaskConfig) -> TaskData:
         from rnnlab.data import bundled
         from rnnlab.data.vocab import Vocab
-        from rnnlab.tasks.classify.data import characters, read_class_dir, stratified_split
+        from rnnlab.tasks.classify.data import characters, read_class_dir
+        from rnnlab.tasks.common import data_source, split_examples
 
         examples = read_class_dir(config.data or bundled("names"))
-        source = str(Path(config.data).resolve()) if config.data else "bundled:names"
+        source = data_source(config.data, "names")
         languages = sorted({e.label for e in examples})
-        split = config.split
-        tr, va, te = stratified_split(
-            [e.label for e in examples], (split.val_fraction, split.test_fraction),
-            split.split_seed,
-        )  # fmt: skip
-        train, val, test = ([examples[i] for i in idx] for idx in (tr, va, te))
-        if not val or not test:
-            raise RnnlabError(f"{source}: too few names for a validation and a test split")
+        train, val, test = split_examples(examples, config.split, source, "names")
         vocab = Vocab.build(characters(e.text) for e in train)
         return TaskData(
             train, val, test, vocabs={"tokens": vocab, "languages": Vocab.of_labels(languages)},
@@ -152,10 +103,8 @@ class NamesTask(Task):
         )  # fmt: skip
 
     def build_model(self, config: NamesTaskConfig, data: TaskData) -> nn.Module:
-        from rnnlab.tasks.names.model import NameGenerator
-
         vocab = data.vocabs["tokens"]
-        return NameGenerator(
+        return self.new_model(
             config.model.replace(
                 vocab_size=len(vocab),
                 num_languages=len(data.vocabs["languages"]),
@@ -164,25 +113,33 @@ class NamesTask(Task):
             )
         )
 
-    def model_from_meta(self, model_config: dict[str, Any]) -> nn.Module:
-        from rnnlab.tasks.names.model import NameGenerator
+    def collate(self, data: TaskData) -> Callable[[list[Example]], tuple]:
+        """Names -> ``(languages (N,), <sos> + characters (N, T), lengths (N,), characters +
+        <eos> (N, T))``, right-padded."""
+        import torch
 
-        return NameGenerator(NameGeneratorConfig.from_meta(model_config, "model_config"))
+        from rnnlab.data.batching import pad_batch
+        from rnnlab.tasks.classify.data import characters
 
-    def batches(self, config: NamesTaskConfig, data: TaskData) -> Any:
-        from rnnlab.data.batching import Batches
+        vocab, languages = data.vocabs["tokens"], data.vocabs["languages"]
 
-        collate = make_collate(data.vocabs["tokens"], data.vocabs["languages"])
-        return Batches(data.train, config.train.batch_size, collate, seed=config.train.seed)
+        def collate(items: list[Example]) -> tuple:
+            inputs = pad_batch([vocab.encode(characters(e.text), sos=True) for e in items])
+            targets, _ = pad_batch([vocab.encode(characters(e.text), eos=True) for e in items])
+            return torch.tensor([languages.index(e.label) for e in items]), *inputs, targets
 
-    def loss_fn(self, config: NamesTaskConfig, data: TaskData) -> Any:
-        return characters_loss
+        return collate
+
+    def tokens(self, batch: tuple) -> int:
+        """The batch's characters (``<eos>`` included): the sum of its lengths."""
+        return int(batch[2].sum())
 
     def evaluate(
         self, model: nn.Module, data: TaskData, config: NamesTaskConfig
     ) -> dict[str, float]:
-        collate = make_collate(data.vocabs["tokens"], data.vocabs["languages"])
-        return {"val_loss": mean_loss(model, data.val, collate)}
+        from rnnlab.tasks.common import mean_loss
+
+        return {"val_loss": mean_loss(model, data.val, self.collate(data), self.tokens)}
 
     def describe(self, config: NamesTaskConfig, data: TaskData) -> str:
         return (
@@ -194,8 +151,10 @@ class NamesTask(Task):
     def test(self, run: Run, data: TaskData, config: NamesTaskConfig) -> Report:
         import torch
 
+        from rnnlab.tasks.common import mean_loss
+
         vocab, languages = data.vocabs["tokens"], data.vocabs["languages"]
-        loss = mean_loss(run.model, data.test, make_collate(vocab, languages))
+        loss = mean_loss(run.model, data.test, self.collate(data), self.tokens)
         g = torch.Generator(device=run.device).manual_seed(0)
         known = {e.text for e in data.train}
         samples, lines = [], []
@@ -218,6 +177,7 @@ class NamesTask(Task):
         import torch
 
         from rnnlab.tasks.classify.data import characters
+        from rnnlab.tasks.common import seeded_generator
 
         vocab, languages = run.vocabs["tokens"], run.vocabs["languages"].itos
         wanted = str(options.language)
@@ -227,11 +187,7 @@ class NamesTask(Task):
         unknown = vocab.unknown(characters(options.start))
         if unknown:
             raise RnnlabError(f"--start has characters the model never saw: {''.join(unknown)!r}")
-        generator = torch.Generator(device=run.device)
-        if options.seed is not None:
-            generator.manual_seed(options.seed)
-        else:
-            generator.seed()
+        generator = seeded_generator(run.device, options.seed)
         condition = torch.full((options.n,), languages.index(matches[0]), device=run.device)
         names = run.model.generate(
             condition, options.max_len, options.temperature, options.top_k,
@@ -249,7 +205,4 @@ __all__ = [
     "GenerateNamesConfig",
     "NamesTask",
     "NamesTaskConfig",
-    "characters_loss",
-    "make_collate",
-    "mean_loss",
 ]

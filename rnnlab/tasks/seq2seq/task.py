@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rnnlab.config import Config, fraction, nested, non_negative, option, positive
 from rnnlab.errors import RnnlabError
@@ -22,7 +22,6 @@ from rnnlab.tasks.seq2seq.data import DIGIT_TASKS, Pair
 from rnnlab.train.config import TrainConfig
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
     from rnnlab.data.vocab import Vocab
@@ -111,7 +110,9 @@ class TranslateConfig(Config):
 def _source(config: Seq2SeqTaskConfig) -> str:
     if config.synthetic:
         return f"synthetic:{config.synthetic}{config.digits}"
-    source = str(Path(config.data).resolve()) if config.data else "bundled:eng-fra-5k.tsv"
+    from rnnlab.tasks.common import data_source
+
+    source = data_source(config.data, "eng-fra-5k.tsv")
     return source + (" (swapped)" if config.swap else "")
 
 
@@ -138,38 +139,6 @@ def load_pairs(config: Seq2SeqTaskConfig) -> tuple[list[Pair], list[Pair], list[
     return train, val, test
 
 
-def make_collate(
-    source: Vocab, target: Vocab, split: Callable[[str], list[str]]
-) -> Callable[[Sequence[Pair]], tuple]:
-    """Pairs -> ``(src (N, S), src_lengths, tgt (N, T+1), tgt_lengths)``, right-padded."""
-    from rnnlab.data.batching import pad_batch
-
-    def collate(items: Sequence[Pair]) -> tuple:
-        src = pad_batch([source.encode(split(p.source)) or [source.unk_id] for p in items])
-        tgt = pad_batch([target.encode(split(p.target), sos=True, eos=True) for p in items])
-        return (*src, *tgt)
-
-    return collate
-
-
-def _target_tokens(batch: tuple) -> int:
-    return int((batch[3] - 1).sum())
-
-
-def _mean_loss(model: nn.Module, batches: Sequence[tuple]) -> float:
-    """The loss per target token (``<eos>`` included) over ``batches``."""
-    import torch
-
-    device = next(model.parameters()).device
-    total, n = 0.0, 0
-    with torch.no_grad():
-        for batch in batches:
-            _, loss = model(*(b.to(device) for b in batch))
-            total += float(loss) * _target_tokens(batch)
-            n += _target_tokens(batch)
-    return total / max(n, 1)
-
-
 def decode_greedy(
     model: Seq2Seq, pairs: Sequence[Pair], collate: Callable, target: Vocab, max_len: int
 ) -> list[list[str]]:
@@ -192,6 +161,8 @@ class Seq2SeqTask(Task):
     config = Seq2SeqTaskConfig
     commands = {"translate": TranslateConfig}
     unit = "tokens"
+    model_class = "rnnlab.tasks.seq2seq.model:Seq2Seq"
+    model_config = Seq2SeqConfig
 
     # -- training ---------------------------------------------------------------------------
     def adjust(self, config: Seq2SeqTaskConfig, explicit: frozenset[str]) -> Seq2SeqTaskConfig:
@@ -215,53 +186,46 @@ class Seq2SeqTask(Task):
             f"{_source(config)}: {len(train)} train / {len(val)} validation / {len(test)} test "
             f"pairs, vocabularies {len(source)} -> {len(target)}"
         )
-        collate = make_collate(source, target, split)
         return TaskData(
             train, val, test, vocabs={"source": source, "target": target},
             source=_source(config), summary=summary,
-            provenance={"tokenizer": config.tokenizer},
-            extra={"collate": collate, "split": split},
+            provenance={"tokenizer": config.tokenizer}, extra={"split": split},
         )  # fmt: skip
 
     def build_model(self, config: Seq2SeqTaskConfig, data: TaskData) -> nn.Module:
-        from rnnlab.tasks.seq2seq.model import Seq2Seq
-
         source, target = data.vocabs["source"], data.vocabs["target"]
-        model = config.model.replace(
-            src_vocab_size=len(source), tgt_vocab_size=len(target),
-            sos_id=target.sos_id, eos_id=target.eos_id,
+        return self.new_model(
+            config.model.replace(
+                src_vocab_size=len(source), tgt_vocab_size=len(target),
+                sos_id=target.sos_id, eos_id=target.eos_id,
+            )
         )  # fmt: skip
-        return Seq2Seq(model)
 
-    def model_from_meta(self, model_config: dict[str, Any]) -> nn.Module:
-        from rnnlab.tasks.seq2seq.model import Seq2Seq
+    def collate(self, data: TaskData) -> Callable[[list[Pair]], tuple]:
+        """Pairs -> ``(src (N, S), src_lengths, tgt (N, T+1), tgt_lengths)``, right-padded."""
+        from rnnlab.data.batching import pad_batch
 
-        return Seq2Seq(Seq2SeqConfig.from_meta(model_config, "model_config"))
+        source, target, split = data.vocabs["source"], data.vocabs["target"], data.extra["split"]
 
-    def batches(self, config: Seq2SeqTaskConfig, data: TaskData) -> Any:
-        from rnnlab.data.batching import Batches
+        def collate(items: list[Pair]) -> tuple:
+            src = pad_batch([source.encode(split(p.source)) or [source.unk_id] for p in items])
+            tgt = pad_batch([target.encode(split(p.target), sos=True, eos=True) for p in items])
+            return (*src, *tgt)
 
-        return Batches(
-            data.train, config.train.batch_size, data.extra["collate"], config.train.seed
-        )
+        return collate
 
-    def loss_fn(self, config: Seq2SeqTaskConfig, data: TaskData) -> Any:
-        def loss(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, int]:
-            _, value = model(*batch)
-            return value, _target_tokens(batch)
-
-        return loss
+    def tokens(self, batch: tuple) -> int:
+        """The batch's target tokens (``<eos>`` included, ``<sos>`` not)."""
+        return int((batch[3] - 1).sum())
 
     def evaluate(
         self, model: nn.Module, data: TaskData, config: Seq2SeqTaskConfig
     ) -> dict[str, float]:
-        from rnnlab.data.batching import chunks
+        from rnnlab.tasks.common import mean_loss
         from rnnlab.tasks.metrics import bleu, exact_match
 
-        collate, split = data.extra["collate"], data.extra["split"]
-        if "val_batches" not in data.extra:
-            data.extra["val_batches"] = [collate(c) for c in chunks(data.val, 128)]
-        loss = _mean_loss(model, data.extra["val_batches"])
+        collate, split = self.collate(data), data.extra["split"]
+        loss = mean_loss(model, data.val, collate, self.tokens, size=128)
         hyps = decode_greedy(model, data.val, collate, data.vocabs["target"], config.max_len)
         refs = [split(p.target) for p in data.val]
         return {
@@ -285,11 +249,11 @@ class Seq2SeqTask(Task):
         """
         import torch
 
-        from rnnlab.data.batching import chunks
+        from rnnlab.tasks.common import mean_loss
         from rnnlab.tasks.metrics import bleu, exact_match
         from rnnlab.tasks.runner import load_run
 
-        collate, split = data.extra["collate"], data.extra["split"]
+        collate, split = self.collate(data), data.extra["split"]
         source, target = data.vocabs["source"], data.vocabs["target"]
         last = load_run(self.out_dir(run), run.device, prefer="last", task=self.name)
         candidates = {"best": run.model, "last": last.model}
@@ -313,7 +277,7 @@ class Seq2SeqTask(Task):
             src = torch.tensor(source.encode(split(p.source)) or [source.unk_id])
             hyp = model.beam_search(src, beam_size=config.beam, max_len=config.max_len)[0]
             beam.append(target.decode(hyp.tokens))
-        loss = _mean_loss(model, [collate(c) for c in chunks(test, 128)])
+        loss = mean_loss(model, test, collate, self.tokens, size=128)
         metrics: dict[str, float | int | str] = {
             "test_bleu_greedy": bleu(greedy, refs),
             f"test_bleu_beam{config.beam}": bleu(beam, refs),

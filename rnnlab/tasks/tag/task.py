@@ -9,10 +9,9 @@ The test report is token accuracy, macro-F1 and a per-tag table (``RUN/test_repo
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rnnlab.config import Config, nested, option, positive
 from rnnlab.errors import RnnlabError
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from rnnlab.data.vocab import Vocab
     from rnnlab.tasks.runner import Run
     from rnnlab.tasks.tag.data import Tagged
 
@@ -85,46 +83,12 @@ class PunctTagsConfig(Config):
     out: str | None = option(None, metavar="FILE", help="the CoNLL file to write (required)")
 
 
-def make_collate(vocab: Vocab, tags: Vocab) -> Callable[[list[Tagged]], tuple]:
-    """Sequences -> ``(tokens (N, T), lengths (N,), tag ids (N, T))``, right-padded."""
-    from rnnlab.data.batching import pad_batch
-
-    def collate(items: list[Tagged]) -> tuple:
-        tokens, lengths = pad_batch([vocab.encode(s.tokens) for s in items])
-        targets, _ = pad_batch([tags.encode(s.tags) for s in items])
-        return tokens, lengths, targets
-
-    return collate
-
-
-def predictions(
-    model: nn.Module, items: Sequence[Tagged], collate: Callable[[list[Tagged]], tuple]
-) -> tuple[list[int], list[int], float]:
-    """Predicted and true tag ids of every token of ``items``, and the mean loss per token."""
-    import torch
-
-    from rnnlab.data.batching import chunks
+def _token_mask(batch: tuple) -> torch.Tensor:
+    """(N, T) bool: True at the tokens of a collated batch, False at the padding."""
     from rnnlab.tasks.common import sequence_mask
 
-    device = next(model.parameters()).device
-    pred: list[int] = []
-    gold: list[int] = []
-    total = 0.0
-    with torch.no_grad():
-        for batch in chunks(items, 256):
-            tokens, lengths, y = (t.to(device) for t in collate(batch))
-            logits, loss = model(tokens, lengths, y)
-            mask = sequence_mask(lengths, tokens.shape[1])
-            pred += logits.argmax(-1)[mask].tolist()
-            gold += y[mask].tolist()
-            total += float(loss) * int(lengths.sum())
-    return pred, gold, total / len(gold)
-
-
-def tokens_loss(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, int]:
-    """The trainer's ``loss_fn``: the mean loss per token, and the batch's tokens."""
-    _, loss = model(*batch)
-    return loss, int(batch[1].sum())
+    tokens, lengths, _ = batch
+    return sequence_mask(lengths, tokens.shape[1])
 
 
 class TagTask(Task):
@@ -136,19 +100,22 @@ class TagTask(Task):
     commands = {"tag": TagConfig}
     converters = {"punct-tags": PunctTagsConfig}
     unit = "tokens"
+    model_class = "rnnlab.tasks.tag.model:Tagger"
+    model_config = TaggerConfig
 
     # -- training ---------------------------------------------------------------------------
     def load(self, config: TagTaskConfig) -> TaskData:
         import torch
 
         from rnnlab.data.vocab import Vocab
+        from rnnlab.tasks.common import data_source
         from rnnlab.tasks.tag.data import PUNCT_TAGS, read_conll, read_punct_case
 
+        source = data_source(config.data, "tinyshakespeare.txt")
         if config.data:
-            source = str(Path(config.data).resolve())
             data, scheme = read_conll(config.data), "conll"
         else:
-            data, scheme, source = read_punct_case(None), PUNCT, "bundled:tinyshakespeare.txt"
+            data, scheme = read_punct_case(None), PUNCT
         split = config.split
         g = torch.Generator().manual_seed(split.split_seed)
         order = torch.randperm(len(data), generator=g).tolist()
@@ -169,33 +136,34 @@ class TagTask(Task):
         )  # fmt: skip
 
     def build_model(self, config: TagTaskConfig, data: TaskData) -> nn.Module:
-        from rnnlab.tasks.tag.model import Tagger
-
-        return Tagger(
+        return self.new_model(
             config.model.replace(
                 vocab_size=len(data.vocabs["tokens"]), num_tags=len(data.vocabs["tags"])
             )
         )
 
-    def model_from_meta(self, model_config: dict[str, Any]) -> nn.Module:
-        from rnnlab.tasks.tag.model import Tagger
+    def collate(self, data: TaskData) -> Callable[[list[Tagged]], tuple]:
+        """Sequences -> ``(tokens (N, T), lengths (N,), tag ids (N, T))``, right-padded."""
+        from rnnlab.data.batching import pad_batch
 
-        return Tagger(TaggerConfig.from_meta(model_config, "model_config"))
+        vocab, tags = data.vocabs["tokens"], data.vocabs["tags"]
 
-    def batches(self, config: TagTaskConfig, data: TaskData) -> Any:
-        from rnnlab.data.batching import Batches
+        def collate(items: list[Tagged]) -> tuple:
+            tokens, lengths = pad_batch([vocab.encode(s.tokens) for s in items])
+            targets, _ = pad_batch([tags.encode(s.tags) for s in items])
+            return tokens, lengths, targets
 
-        collate = make_collate(data.vocabs["tokens"], data.vocabs["tags"])
-        return Batches(data.train, config.train.batch_size, collate, seed=config.train.seed)
+        return collate
 
-    def loss_fn(self, config: TagTaskConfig, data: TaskData) -> Any:
-        return tokens_loss
+    def tokens(self, batch: tuple) -> int:
+        """The batch's tokens: the sum of its lengths."""
+        return int(batch[1].sum())
 
     def evaluate(self, model: nn.Module, data: TaskData, config: TagTaskConfig) -> dict[str, float]:
+        from rnnlab.tasks.common import predictions
         from rnnlab.tasks.metrics import accuracy, confusion_matrix, macro_f1
 
-        collate = make_collate(data.vocabs["tokens"], data.vocabs["tags"])
-        pred, gold, loss = predictions(model, data.val, collate)
+        pred, gold, loss = predictions(model, data.val, self.collate(data), _token_mask)
         cm = confusion_matrix(pred, gold, len(data.vocabs["tags"]))
         return {"val_loss": loss, "val_acc": accuracy(pred, gold), "val_macro_f1": macro_f1(cm)}
 
@@ -208,11 +176,11 @@ class TagTask(Task):
         )
 
     def test(self, run: Run, data: TaskData, config: TagTaskConfig) -> Report:
+        from rnnlab.tasks.common import predictions
         from rnnlab.tasks.metrics import accuracy, confusion_matrix, format_per_class, macro_f1
 
         tags = data.vocabs["tags"]
-        collate = make_collate(data.vocabs["tokens"], tags)
-        pred, gold, loss = predictions(run.model, data.test, collate)
+        pred, gold, loss = predictions(run.model, data.test, self.collate(data), _token_mask)
         cm = confusion_matrix(pred, gold, len(tags))
         table = format_per_class(cm, tags.itos)
         (self.out_dir(run) / "test_report.txt").write_text(table + "\n", encoding="utf-8")
@@ -274,7 +242,4 @@ __all__ = [
     "TagConfig",
     "TagTask",
     "TagTaskConfig",
-    "make_collate",
-    "predictions",
-    "tokens_loss",
 ]
