@@ -88,3 +88,22 @@ def test_config_file_of_another_task_is_refused(tmp_path, capsys) -> None:
     path.write_text('{"task": "lm", "seq_len": 20}')
     assert main(["train", "classify", "--config", str(path), "--max-steps", "1"]) == 2
     assert "is a config for task 'lm', not 'classify'" in capsys.readouterr().err
+
+
+def test_train_help_has_one_group_per_config_and_bidirectional_flags_work() -> None:
+    from rnnlab.config import given
+    from rnnlab.tasks import get_task
+
+    parser = build_parser()
+    tag = parser._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
+    tag = tag._subparsers._group_actions[0].choices["tag"]
+    titles = [g.title for g in tag._action_groups]
+    assert len(titles) == len(set(titles)), titles  # 0.1.0 had two groups titled "tagger"
+    config = get_task("tag").config
+    for argv, expected in (
+        ([], None), (["--unidirectional"], False), (["--no-bidirectional"], False),
+        (["--bidirectional"], True),
+    ):  # fmt: skip
+        ns = parser.parse_args(["train", "tag", *argv])
+        got = given(ns, config).get("model", {}).get("rnn", {}).get("bidirectional")
+        assert got == expected, argv

@@ -145,9 +145,13 @@ def _load() -> None:
     sources["kinds.h"] = kinds_header().encode()
     digest = hashlib.sha256(b"".join(sources[n] for n in sorted(sources))).hexdigest()[:12]
     py = f"py{sys.version_info[0]}{sys.version_info[1]}"
-    # One directory per torch, Python, instruction set and source version: checkouts at other
-    # paths share a build, and two versions never rebuild over each other.
-    build_dir = cache_dir() / "ext" / f"torch{version}-{py}-{capability.lower()}-{digest}"
+    # The build commands name the environment's own torch headers and libraries: two virtual
+    # environments sharing one directory would rebuild each other's kernels at every load.
+    env = hashlib.sha256(str(Path(torch.__file__).resolve().parent).encode()).hexdigest()[:8]
+    # One directory per environment, torch, Python, instruction set and source version:
+    # checkouts at other paths share a build, and two versions never rebuild over each other.
+    name = f"torch{version}-{py}-{capability.lower()}-env{env}-{digest}"
+    build_dir = cache_dir() / "ext" / name
     src_dir = build_dir / "src"
     src_dir.mkdir(parents=True, exist_ok=True)
     _ninja_on_path()
