@@ -8,6 +8,9 @@ from rnnlab.config import Config, nested, non_negative, option, positive, probab
 from rnnlab.core.registry import RecurrentConfig
 from rnnlab.errors import RnnlabError
 
+#: The splits of the synthetic set: train, the in-distribution test, held-out combinations.
+SPLITS = ("train", "test", "heldout")
+
 
 @dataclass(frozen=True)
 class CaptionerConfig(Config):
@@ -52,4 +55,4 @@ class CaptionerConfig(Config):
             )
 
 
-__all__ = ["CaptionerConfig"]
+__all__ = ["SPLITS", "CaptionerConfig"]

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnlab.errors import RnnlabError
+from rnnlab.tasks.caption.config import SPLITS
 
 IMAGE_SIZE = 36
 GRID = 3
@@ -41,7 +42,6 @@ HELD_OUT: tuple[tuple[str, str], ...] = (
     ("green", "triangle"),
     ("blue", "circle"),
 )
-SPLITS = ("train", "test", "heldout")
 #: Seeds offset per split so that the splits never share a random stream.
 _SPLIT_SEED = {"train": 0, "test": 1_000_003, "heldout": 2_000_003}
 

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING
 from rnnlab.config import Config, at_least, nested, non_negative, option, positive
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.base import Report, Task, TaskData
-from rnnlab.tasks.caption.config import CaptionerConfig
-from rnnlab.tasks.caption.data import SPLITS
+from rnnlab.tasks.caption.config import SPLITS, CaptionerConfig
 from rnnlab.train.config import TrainConfig
 
 if TYPE_CHECKING:
