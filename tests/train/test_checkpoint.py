@@ -149,10 +149,10 @@ def test_saving_replaces_and_leaves_no_temporaries(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
 
 
-def test_killed_between_the_two_renames_loads_previous(tmp_path: Path) -> None:
+def test_killed_between_the_two_renames_of_rnnlab_0_2_loads_previous(tmp_path: Path) -> None:
     model = nn.Linear(2, 2)
     save_checkpoint(tmp_path / "ck", model, {"v": 1})
-    # the state a save leaves if killed right after moving the previous checkpoint aside
+    # the state rnnlab <= 0.2 left if killed right after moving the previous checkpoint aside
     os.replace(tmp_path / "ck", tmp_path / ".ck.old")
     assert resolve_checkpoint(tmp_path / "ck") == tmp_path / ".ck.old"
     assert load_checkpoint(tmp_path / "ck").meta == {"v": 1}
@@ -174,8 +174,6 @@ def test_process_killed_during_write_leaves_previous_checkpoint(tmp_path: Path) 
         path = Path({str(tmp_path / "ck")!r})
         model = nn.Linear(64, 64)
         C.save_checkpoint(path, model, {{"v": 1}}, {{"step": 1}})
-        real = C.atomic_write_bytes
-
         def slow(p, data):
             # write half the file where the new checkpoint is being assembled, then hang
             with open(p, "wb") as f:
@@ -183,7 +181,7 @@ def test_process_killed_during_write_leaves_previous_checkpoint(tmp_path: Path) 
             Path({str(tmp_path / "ready")!r}).write_text("x")
             time.sleep(60)
 
-        C.atomic_write_bytes = slow
+        C._write_file = slow
         with torch.no_grad():
             model.weight.add_(1.0)
         C.save_checkpoint(path, model, {{"v": 2}}, {{"step": 2}})
