@@ -5,6 +5,17 @@ the learning rate a pure function of training progress. Around it: periodic vali
 checkpoint kept separately, early stopping, a wall-clock budget, a stop on NaN/Inf, and an exact
 ``resume`` (weights, optimizer, RNG, position in the epoch, the loss function's carried state).
 
+Two promises hold under any failure:
+
+* **No NaN/Inf reaches a checkpoint.** A non-finite loss or gradient norm stops training before
+  the optimizer step; the weights and the validation loss are checked before ``best/`` or
+  ``last/`` is written, and a non-finite one stops training instead. Both checkpoints keep their
+  last good contents, and :attr:`TrainResult.message` names the step and the kept checkpoint.
+* **The time budget includes evaluation.** Training stops when the time spent plus the duration
+  of the last validation (before the first: :data:`EVAL_RESERVE` of the budget) would pass the
+  budget, so that the final validation and checkpoint fit in it. Building the C++ kernels (first
+  use) happens before the clock starts.
+
 What a task provides:
 
 * ``batches(epoch) -> Iterable[batch]``: the epoch's batches, a deterministic function of the
@@ -23,6 +34,7 @@ rate, tokens/s), ``eval.csv`` (validation metrics), ``loss.png``, ``result.json`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -49,6 +61,19 @@ from rnnlab.train.checkpoint import (
 from rnnlab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig, lr_at
 from rnnlab.train.regularizers import NormStabilizer
 from rnnlab.train.runlog import RunLog, plot_loss_curves
+
+#: Before the first validation has been timed, the share of a time budget kept for the final one.
+EVAL_RESERVE = 0.1
+#: A validation longer than this many seconds says so on stderr when there is no progress bar.
+SLOW_EVAL_S = 5.0
+
+
+class NonFinite(Exception):
+    """Raised inside :meth:`Trainer.fit` when a loss, gradient or weight is NaN/Inf."""
+
+    def __init__(self, step: int, what: str) -> None:
+        super().__init__(f"step {step}: {what}")
+        self.step, self.what = step, what
 
 
 def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
@@ -165,6 +190,10 @@ class Trainer:
         self.last_metrics: dict[str, float] = {}
         self.steps_per_epoch: int | None = None
         self.restored = False
+        self.saved_step: int | None = None  # the step of the ``last/`` checkpoint on disk
+        self.eval_seconds: float | None = None  # how long the last validation took
+        self.failure: NonFinite | None = None
+        self._bar: Any = None
 
     # -- progress and schedule ---------------------------------------------------------
     def progress(self) -> float | None:
@@ -193,11 +222,20 @@ class Trainer:
         c = self.config
         if c.max_steps and self.step >= c.max_steps:
             return "max_steps"
-        if c.time_budget and self.elapsed >= c.time_budget:
+        if c.time_budget and self.elapsed + self._eval_reserve() >= c.time_budget:
             return "time_budget"
         if c.max_epochs and self.epoch >= c.max_epochs:
             return "max_epochs"
         return None
+
+    def _eval_reserve(self) -> float:
+        """Seconds to keep for the final validation and checkpoint: the last one's duration,
+        or :data:`EVAL_RESERVE` of the budget before the first has been timed."""
+        if self.eval_seconds is not None:
+            return self.eval_seconds
+        if self.out_dir is None and self.evaluate is None:
+            return 0.0
+        return EVAL_RESERVE * (self.config.time_budget or 0.0)
 
     # -- state -------------------------------------------------------------------------
     def training_state(self) -> dict:
@@ -226,6 +264,14 @@ class Trainer:
         else:
             state, optimizer = {"step": self.step, "metrics": self.last_metrics}, None
         save_checkpoint(self.out_dir / name, self.model, self.meta, state, optimizer)
+        if with_state:
+            self.saved_step = self.step
+
+    def check_finite(self) -> None:
+        """Raise :class:`NonFinite` if a weight is NaN/Inf (called before every checkpoint)."""
+        for name, t in self.model.state_dict().items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise NonFinite(self.step, f"the weights are NaN/Inf ({name})")
 
     def restore(self) -> None:
         """Load the run in ``out_dir/last`` (weights, optimizer, position, RNG, the loss
@@ -248,11 +294,20 @@ class Trainer:
             saved = {k: saved.get(k) for k in self.identity}
             current = {k: current.get(k) for k in self.identity}
         check_same_meta(saved, current, ckpt.path)
-        saved = s.get("train_config", {}).get("optimizer")
+        train_config = s.get("train_config")
+        train_config = train_config if isinstance(train_config, dict) else {}
+        saved = train_config.get("optimizer")
         if saved != self.config.optimizer:
             raise RnnlabError(
                 f"cannot resume {ckpt.path} with optimizer {self.config.optimizer!r}: it was "
                 f"trained with {saved!r} (its state would not carry over)"
+            )
+        saved = train_config.get("batch_size")
+        if saved is not None and saved != self.config.batch_size:
+            raise RnnlabError(
+                f"cannot resume {ckpt.path} with --batch (batch_size) {self.config.batch_size}: "
+                f"it was trained with {saved} (the batches and the carried state depend on it); "
+                f"resume with --batch {saved}, or start a new run"
             )
         try:
             self.model.load_state_dict(ckpt.state_dict)
@@ -267,11 +322,28 @@ class Trainer:
         if "loss_fn" in s and hasattr(self.loss_fn, "load_state_dict"):
             self.loss_fn.load_state_dict(_to_device(s["loss_fn"], self.device))
         set_rng_state(s["rng"])
+        self.saved_step = self.step
         self.restored = True
+        if self.best_step == self.step and self._best_on_disk() != self.step:
+            self._save("best", with_state=False)  # killed after saving last/, before best/
+
+    def _best_on_disk(self) -> int | None:
+        """The step of the ``best/`` checkpoint (None: none loads)."""
+        assert self.out_dir is not None
+        try:
+            state = load_checkpoint(self.out_dir / "best").training_state or {}
+        except RnnlabError:
+            return None
+        step = state.get("step")
+        return step if isinstance(step, int) else None
 
     # -- one step, one validation ------------------------------------------------------
-    def train_step(self, batch: Any) -> tuple[float, int, float | None] | None:
-        """One optimizer step on ``batch``: (loss, tokens, grad norm), or None on NaN/Inf."""
+    def train_step(self, batch: Any) -> tuple[float, int, float | None]:
+        """One optimizer step on ``batch``: (loss, tokens, grad norm).
+
+        Raises:
+            NonFinite: the loss or the gradient is NaN/Inf (the weights are left untouched).
+        """
         c = self.config
         lr = lr_at(self.step, c, self.progress())
         for group in self.optimizer.param_groups:
@@ -283,30 +355,47 @@ class Trainer:
             if penalty is not None:
                 total = loss + penalty
         loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            return None
+        if not math.isfinite(float(total.detach())):
+            what = "the loss" if not math.isfinite(loss_value) else "the regularized loss"
+            raise NonFinite(self.step + 1, f"{what} is NaN/Inf ({loss_value})")
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        grad_norm = None
+        grads = [p.grad for p in self.params if p.grad is not None]
         if c.clip_norm:
             grad_norm = float(nn.utils.clip_grad_norm_(self.params, c.clip_norm))
-            if not math.isfinite(grad_norm):
-                return None
+        else:  # nothing to clip, but a NaN/Inf gradient must still never reach the weights
+            grad_norm = float(nn.utils.get_total_norm(grads)) if grads else 0.0
+        if not math.isfinite(grad_norm):
+            raise NonFinite(self.step + 1, f"the gradient norm is NaN/Inf ({grad_norm})")
         self.optimizer.step()
         self.step += 1
-        return loss_value, n_tokens, grad_norm
+        return loss_value, n_tokens, grad_norm if c.clip_norm else None
 
     def validate(self) -> bool:
-        """Validate, record, checkpoint (best and last); True if early stopping says stop."""
+        """Validate, record, checkpoint (best and last); True if early stopping says stop.
+
+        Raises:
+            NonFinite: the weights or the validation loss are NaN/Inf (nothing is written).
+        """
+        start = time.perf_counter()
+        self.check_finite()
         metrics: dict[str, float] = {}
         if self.evaluate is not None:
             was_training = self.model.training
             self.model.eval()
-            with torch.no_grad():
-                metrics = {k: float(v) for k, v in self.evaluate(self.model).items()}
-            self.model.train(was_training)
+            self._show("validating")
+            try:
+                with torch.no_grad():
+                    metrics = {k: float(v) for k, v in self.evaluate(self.model).items()}
+            finally:
+                self._show("")
+                self.model.train(was_training)
             if "val_loss" not in metrics:
                 raise RnnlabError("evaluate() must return a dict with 'val_loss'")
+            if not math.isfinite(metrics["val_loss"]):
+                raise NonFinite(
+                    self.step, f"the validation loss is NaN/Inf ({metrics['val_loss']})"
+                )
         self.last_metrics = metrics
         improved = False
         if metrics:
@@ -315,17 +404,29 @@ class Trainer:
                 {"step": self.step, "epoch": self.epoch, "elapsed_s": round(self.elapsed, 2)}
                 | metrics
             )
-            if math.isfinite(val) and (self.best_val is None or val < self.best_val):
+            if self.best_val is None or val < self.best_val:
                 self.best_val, self.best_step, self.bad_evals = val, self.step, 0
                 improved = True
             else:
                 self.bad_evals += 1
+        # last/ first: a run killed between the two saves resumes, and restore() writes best/
+        self._save("last", with_state=True)
         if improved:
             self._save("best", with_state=False)
-        self._save("last", with_state=True)
         self.log.plot()
+        self.eval_seconds = time.perf_counter() - start
+        if self._bar is None and self.evaluate is not None and self.eval_seconds > SLOW_EVAL_S:
+            print(
+                f"rnnlab: validation at step {self.step} took {self.eval_seconds:.0f}s",
+                file=sys.stderr,
+            )
         patience = self.config.patience
         return bool(patience and self.bad_evals >= patience)
+
+    def _show(self, what: str) -> None:
+        """Say on the progress bar what the trainer is doing besides training steps."""
+        if self._bar is not None:
+            self._bar.set_description_str(what, refresh=True)
 
     # -- the loop ----------------------------------------------------------------------
     def fit(self, batches: Callable[[int], Iterable[Any]]) -> TrainResult:
@@ -344,13 +445,16 @@ class Trainer:
         except TypeError:
             self.steps_per_epoch = None
         self._check_horizon()
+        _build_kernels(self.model)  # a first-use build is not charged to the time budget
         self.log = RunLog(self.out_dir, self.step if self.resume else None, c.tensorboard)
         if c.norm_stabilizer:
             self.stabilizer = NormStabilizer(self.model, c.norm_stabilizer)
-        bar = _progress_bar(c, self.step)
+        bar = self._bar = _progress_bar(c, self.step)
         meter = _Meter()
         stopped = self._stop_reason()
         evaluated_at = None
+        first_step = self.step
+        self.failure = None
         self.model.train()
         mark = time.perf_counter()
         try:
@@ -360,9 +464,6 @@ class Trainer:
                         mark = time.perf_counter()
                         continue  # resumed inside this epoch: skip what was already trained
                     outcome = self.train_step(batch)
-                    if outcome is None:
-                        stopped = "nan"
-                        break
                     self.batch_in_epoch = i + 1
                     now = time.perf_counter()
                     dt, mark = now - mark, now  # this step, its batch included
@@ -387,11 +488,16 @@ class Trainer:
                     self.epoch += 1
                     self.batch_in_epoch = 0
                     stopped = self._stop_reason()
-            if stopped == "max_epochs" and evaluated_at != self.step:
+            if evaluated_at != self.step and self.step != first_step:
+                # stopped at an epoch's end (epoch limit, time): the last steps still count
                 self.validate()
+                self.elapsed += time.perf_counter() - mark
+        except NonFinite as failure:
+            self.failure, stopped = failure, "nan"
         finally:
             if bar is not None:
                 bar.close()
+            self._bar = None
             if self.stabilizer is not None:
                 self.stabilizer.remove()
                 self.stabilizer = None
@@ -419,11 +525,19 @@ class Trainer:
     def _result(self, stopped: str | None, meter: _Meter) -> TrainResult:
         message = ""
         if stopped == "nan":
-            where = f"; the last good checkpoint is kept in {self.out_dir / 'last'}"
+            failure = self.failure or NonFinite(self.step, "the loss or gradient is NaN/Inf")
             message = (
-                f"training stopped at step {self.step}: the loss or gradient is NaN/Inf"
-                f" (try a lower learning rate or clipping){where if self.out_dir else ''}"
+                f"training stopped at step {failure.step}: {failure.what} (try a lower learning "
+                "rate or gradient clipping)"
             )
+            if self.out_dir is not None:
+                if self.saved_step is not None:
+                    message += (
+                        f"; the last good checkpoint (step {self.saved_step}) is kept in "
+                        f"{self.out_dir / 'last'}"
+                    )
+                else:
+                    message += "; no checkpoint was written"
         result = TrainResult(
             steps=self.step,
             epochs_completed=self.epoch,
@@ -469,6 +583,21 @@ class _Meter:
 
     def total_rate(self) -> float | None:
         return self.tokens / self.seconds if self.seconds else None
+
+
+def _build_kernels(model: nn.Module) -> None:
+    """Build (first use) or load the C++ kernels now if a recurrent layer of ``model`` will run
+    them (asking the layer, as its forward does: the standard LSTM runs torch's kernel)."""
+    from rnnlab.core.layers import Recurrent
+
+    for module in model.modules():
+        params = list(module.parameters()) if isinstance(module, Recurrent) else []
+        if params and params[0].device.type == "cpu":
+            probe = torch.zeros(1, 1, 1, dtype=params[0].dtype)  # only device, dtype, size matter
+            # builds the kernels if it would choose them; an impossible explicit backend
+            # raises, and the first forward says so
+            with contextlib.suppress(RnnlabError):
+                module.backend_for(probe)
 
 
 def _progress_bar(config: TrainConfig, initial: int) -> Any:

@@ -19,6 +19,7 @@ import hashlib
 import os
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,6 +166,15 @@ def _load() -> None:
             target = src_dir / name
             if not target.exists() or target.read_bytes() != text:
                 target.write_bytes(text)
+        building = _needs_build(build_dir, src_dir)
+        if building:  # minutes of silence otherwise, behind a progress bar frozen at 0
+            print(
+                "rnnlab: building the C++ kernels for this environment (first use; 1-5 "
+                f"minutes) in {build_dir} ...",
+                file=sys.stderr,
+                flush=True,
+            )
+        start = time.perf_counter()
         cpp_extension.load(
             name="rnnlab_fast_kernels",
             sources=[str(src_dir / s) for s in _SOURCES],
@@ -174,5 +184,18 @@ def _load() -> None:
             is_python_module=False,
             verbose=bool(os.environ.get("RNNLAB_BUILD_VERBOSE")),
         )
+        if building:
+            seconds = time.perf_counter() - start
+            print(f"rnnlab: C++ kernels built in {seconds:.0f} s", file=sys.stderr, flush=True)
     if not hasattr(torch.ops.rnnlab_fast, "forward"):
         raise RuntimeError("the library loaded but registered no operators")
+
+
+def _needs_build(build_dir: Path, src_dir: Path) -> bool:
+    """Whether :func:`_load` will compile (no library yet, or a source newer than it) rather
+    than load a cached library."""
+    lib = build_dir / "rnnlab_fast_kernels.so"
+    if not lib.exists():
+        return True
+    built = lib.stat().st_mtime
+    return any(f.stat().st_mtime > built for f in src_dir.iterdir() if f.is_file())
