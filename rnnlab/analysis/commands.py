@@ -15,6 +15,7 @@ from pathlib import Path
 from rnnlab.analysis.experiments import EXPERIMENTS
 from rnnlab.config import Check, Config, at_least, option
 from rnnlab.errors import RnnlabError
+from rnnlab.tasks.runner import THREADS, check_writable
 
 _DEFAULT_GRID = ((64, 100, 512), (32, 100, 128), (8, 1000, 256))
 _QUICK_GRID = ((32, 100, 128),)
@@ -30,7 +31,10 @@ def _grid_point(text: str) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
-_GRID_POINT = Check(lambda v: len(v) == 3 and all(isinstance(x, int) and x >= 1 for x in v), "")
+_GRID_POINT = Check(
+    lambda v: len(v) == 3 and all(isinstance(x, int) and x >= 1 for x in v),
+    "three positive integers (batch, time, hidden)",
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class BenchOptions(Config):
     quick: bool = option(False, help="grid 32,100,128 only, 3 repeats (development)")
     repeats: int | None = option(None, check=at_least(1), help="timed runs per figure (5)")
     warmup: int = option(1, check=at_least(0), help="untimed runs first")
-    threads: int | None = option(None, check=at_least(1), help="torch threads (default: torch's)")
+    threads: int | None = option(None, check=THREADS, help="torch threads (default: torch's)")
     models: str | None = option(
         None, help="comma-separated model names (torch.nn.LSTM always runs); see --list; "
         "loop:VARIANT times that variant on its reference loop",
@@ -73,6 +77,8 @@ def bench(options: BenchOptions) -> int:
         print("\n".join(models()))
         print("loop:VARIANT (any variant above, on its reference loop)")
         return 0
+    if options.json_path is not None:  # before the minutes of benchmarking, not after
+        check_writable(options.json_path, "--json", directory=False)
     grid = options.grid or (_QUICK_GRID if options.quick else _DEFAULT_GRID)
     names = None
     if options.models:
@@ -119,7 +125,7 @@ class ExperimentOptions(Config):
     )  # fmt: skip
     threads: int = option(
         1,
-        check=at_least(1),
+        check=THREADS,
         help="torch CPU threads (the models are tiny: more mostly add overhead)",
     )
 
@@ -129,9 +135,10 @@ def experiment(options: ExperimentOptions) -> int:
 
     from rnnlab.analysis.experiments import report, run_experiment
 
-    torch.set_num_threads(options.threads)
     setting = "quick" if options.quick else options.setting
     out = Path(options.out) if options.out else Path("runs/experiments") / options.name
+    check_writable(out, "--out")
+    torch.set_num_threads(options.threads)
     print(f"running experiment {options.name} ({setting}) -> {out}", flush=True)
     result = run_experiment(options.name, setting, out, seeds=options.seeds, fresh=options.fresh)
     print(report(result, out))
@@ -159,17 +166,17 @@ def diagnose(options: DiagnoseOptions) -> int:
     from rnnlab.tasks.runner import load_run
 
     run = load_run(options.checkpoint)
-    found = run.task.diagnostic_batch(run, options.data, options.length, options.batch)
-    if found is None:
-        raise RnnlabError(f"diagnose has no batch for {run.task.name!r} checkpoints (lm, classify)")
-    forward, loss_fn, what = found
     path = Path(run.checkpoint.path)  # never write inside a checkpoint: a save would replace it
     default = (
         path.parent / "diagnostics"
         if path.name in ("best", "last")
         else path.with_name(path.name + "-diagnostics")
     )
-    out = Path(options.out) if options.out else default
+    out = check_writable(options.out or default, "--out" if options.out else "the output folder")
+    found = run.task.diagnostic_batch(run, options.data, options.length, options.batch)
+    if found is None:
+        raise RnnlabError(f"diagnose has no batch for {run.task.name!r} checkpoints (lm, classify)")
+    forward, loss_fn, what = found
     out.mkdir(parents=True, exist_ok=True)
     model = run.model
     flows = diagnostics.gradient_flow(model, loss_fn)

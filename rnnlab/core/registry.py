@@ -9,10 +9,11 @@ first built, so that ``--help`` lists the cells without importing torch.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rnnlab.config import Config, option, positive, probability
+from rnnlab.config import Check, Config, option, positive, probability
 from rnnlab.core.kernels import BACKENDS
 from rnnlab.errors import RnnlabError
 
@@ -115,6 +116,53 @@ def cell_factory(
     return ref.with_options(**options) if options else ref
 
 
+#: The largest model rnnlab builds, in parameters (2**31: 8 GiB of float32 weights, about 32 GiB
+#: with their gradients and AdamW's two moments), checked before anything is allocated, so that
+#: a mistyped ``--hidden 1000000`` (16 TB) or a hostile checkpoint config is a one-line error,
+#: not an allocation failure or a machine swapping to a halt. ``RNNLAB_MAX_PARAMETERS`` raises
+#: (or lowers) it.
+MAX_PARAMETERS = 2**31
+#: The deepest stack of recurrent layers (each layer is a Python module: 10^5 of them take
+#: minutes to build before the first step).
+MAX_LAYERS = 64
+
+
+def max_parameters() -> int:
+    """The parameter limit: ``RNNLAB_MAX_PARAMETERS`` if set, else :data:`MAX_PARAMETERS`."""
+    text = os.environ.get("RNNLAB_MAX_PARAMETERS", "").strip()
+    if not text:
+        return MAX_PARAMETERS
+    try:
+        value = int(float(text))
+    except (ValueError, OverflowError):
+        raise RnnlabError(
+            f"RNNLAB_MAX_PARAMETERS must be a number of parameters, got {text!r}"
+        ) from None
+    if value < 1:
+        raise RnnlabError(f"RNNLAB_MAX_PARAMETERS must be positive, got {text!r}")
+    return value
+
+
+def check_parameter_count(count: int, what: str, exact: bool = True) -> None:
+    """Refuse a model of ``count`` parameters (a lower bound unless ``exact``) above
+    :func:`max_parameters`, naming ``what``."""
+    limit = max_parameters()
+    if count > limit:
+        bound = "" if exact else "at least "
+        raise RnnlabError(
+            f"{what} has {bound}{count:,} parameters ({_bytes(4 * count)} in float32), more "
+            f"than the limit of {limit:,} (set RNNLAB_MAX_PARAMETERS to raise it)"
+        )
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit in ("B", "TB") else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} TB"  # pragma: no cover
+
+
 def _cell_help() -> str:
     return "the recurrent cell: " + "; ".join(f"{n} ({h})" for n, h in CELL_HELP.items())
 
@@ -133,7 +181,12 @@ class RecurrentConfig(Config):
     hidden_size: int = option(
         128, check=positive, aliases=("--hidden",), help="hidden units per layer"
     )
-    num_layers: int = option(1, check=positive, aliases=("--layers",), help="stacked layers")
+    num_layers: int = option(
+        1,
+        check=Check(lambda v: 1 <= v <= MAX_LAYERS, f"in [1, {MAX_LAYERS}]"),
+        aliases=("--layers",),
+        help="stacked layers",
+    )
     bidirectional: bool = option(
         False,
         off_aliases=("--unidirectional",),
@@ -152,6 +205,17 @@ class RecurrentConfig(Config):
         if self.cell not in CELLS:
             raise RnnlabError(f"unknown cell {self.cell!r}; choose one of: {', '.join(CELLS)}")
         cell_factory(self.cell, self.layer_norm, self.forget_bias)  # checks forget_bias
+        what = f"a {self.describe()} recurrent layer"
+        check_parameter_count(self.min_parameters(), what, exact=False)
+
+    def min_parameters(self, input_size: int = 0) -> int:
+        """A lower bound on the layer's parameter count, for size checks before allocating:
+        every cell has at least one H x H recurrent matrix and one H x D input matrix per layer
+        and direction (D: ``input_size`` for the first layer, K*H above it)."""
+        H, K = self.hidden_size, 2 if self.bidirectional else 1
+        first = H * (H + input_size)
+        above = H * (H + K * H)
+        return K * (first + (self.num_layers - 1) * above)
 
     def factory(self) -> CellFactory:
         """The cell factory this config names."""
@@ -184,8 +248,12 @@ __all__ = [
     "BACKENDS",
     "CELLS",
     "CELL_HELP",
+    "MAX_LAYERS",
+    "MAX_PARAMETERS",
     "CellRef",
     "RecurrentConfig",
     "cell_factory",
+    "check_parameter_count",
+    "max_parameters",
     "register_cell",
 ]

@@ -1,4 +1,12 @@
-"""Tokenizers: text to tokens and tokens back to text, each named (task configs store the name).
+"""Reading users' text files, and tokenizers: text to tokens and back, each named.
+
+:func:`read_text` is the one way every reader of a user's text file (a corpus, class files,
+TSV/CSV, CoNLL, captions.tsv) gets its text: a regular file, UTF-8 (a byte-order mark is
+dropped), or a one-line :class:`~rnnlab.errors.RnnlabError` naming the file and, for bad bytes,
+the line and byte offset. :func:`split_lines` cuts text at ``\n``, ``\r\n`` or ``\r`` (the line
+numbers an editor shows).
+
+Tokenizers (task configs store the name):
 
 * ``chars``: every character is a token (the character language model, names);
 * ``words``: words (with inner apostrophes), punctuation marks and line breaks (the word-level
@@ -11,11 +19,71 @@
 from __future__ import annotations
 
 import re
+import stat
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from rnnlab.errors import RnnlabError
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+class MissingFileError(RnnlabError, FileNotFoundError):
+    """A file a user named does not exist (both rnnlab's error and a ``FileNotFoundError``)."""
+
+
+def shown(path: Path | str) -> str:
+    """``path`` as an error message shows it: on one line, control characters escaped."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+def read_text(path: Path | str, what: str = "text file") -> str:
+    """The text of a user's UTF-8 file (without a leading byte-order mark).
+
+    Raises:
+        RnnlabError: a missing file (:class:`MissingFileError`), a folder, something that is
+            not a regular file (a device or pipe, which could block or never end), a file that
+            cannot be read, or bytes that are not UTF-8 (naming the offset and line).
+    """
+    path = Path(path)
+    name = shown(path)
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise RnnlabError(f"{name} is a directory, not a {what}")
+        if not stat.S_ISREG(mode):
+            raise RnnlabError(f"{name} is not a regular file (expected a {what})")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise MissingFileError(f"no such file: {name}") from None
+    except PermissionError:
+        raise RnnlabError(f"cannot read {name}: permission denied") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL character in the path
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise RnnlabError(f"cannot read {name}: {reason}") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise RnnlabError(
+            f"{name} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}, "
+            f"line {line}); convert it, e.g. iconv -f latin1 -t utf-8"
+        ) from None
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of ``text``, cut at ``\n``, ``\r\n`` or ``\r`` (no empty last line after a
+    final line break)."""
+    lines = _LINE_BREAK.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
 
 _WORD = re.compile(r"\w+(?:'\w+)*|[^\w\s]|\n")
 _NO_SPACE_BEFORE = set(".,;:!?)]}'\"")
@@ -67,4 +135,12 @@ def tokenizer(name: str) -> Tokenizer:
     return TOKENIZERS[name]
 
 
-__all__ = ["TOKENIZERS", "Tokenizer", "tokenizer"]
+__all__ = [
+    "TOKENIZERS",
+    "MissingFileError",
+    "Tokenizer",
+    "read_text",
+    "shown",
+    "split_lines",
+    "tokenizer",
+]

@@ -48,11 +48,12 @@ class Vocab:
         self.stoi = {t: i for i, t in enumerate(self.itos)}
         if len(self.stoi) != len(self.itos):
             dupes = sorted(t for t, n in Counter(self.itos).items() if n > 1)
-            raise RnnlabError(f"vocabulary has duplicate tokens: {dupes[:5]}")
+            shown = ", ".join(repr(t[:20]) for t in dupes[:5])
+            raise RnnlabError(f"vocabulary has duplicate tokens: {shown}")
         self.specials = {"pad": pad, "sos": sos, "eos": eos, "unk": unk}
         for role, token in self.specials.items():
             if token is not None and token not in self.stoi:
-                raise RnnlabError(f"vocabulary has no {role} token {token!r}")
+                raise RnnlabError(f"vocabulary has no {role} token {token[:40]!r}")
 
     @classmethod
     def build(
@@ -173,13 +174,22 @@ class Vocab:
     @classmethod
     def from_meta(cls, meta: object) -> Vocab:
         """The vocabulary :meth:`to_meta` described (also rnnlab 0.1.0's language-model
-        vocabularies, ``{"kind": "char" | "word", "tokens": [...]}``)."""
+        vocabularies, ``{"kind": "char" | "word", "tokens": [...]}``).
+
+        Raises:
+            RnnlabError: anything else (one line, whatever ``meta`` holds).
+        """
         if not isinstance(meta, dict) or not isinstance(meta.get("tokens"), list):
-            raise RnnlabError(f"not a vocabulary: {str(meta)[:60]}")
+            got = type(meta).__name__ if not isinstance(meta, dict) else "no list of tokens"
+            raise RnnlabError(f"not a vocabulary: expected {{'tokens': [...], ...}}, got {got}")
         tokens = meta["tokens"]
         if not all(isinstance(t, str) for t in tokens):
             raise RnnlabError("a vocabulary's tokens must be strings")
         if "kind" in meta:  # rnnlab 0.1.0: characters without specials, or words with <unk>
+            if meta["kind"] not in ("char", "word"):
+                raise RnnlabError(
+                    f"unknown vocabulary kind {str(meta['kind'])[:20]!r} (expected char or word)"
+                )
             unk = UNK if meta["kind"] == "word" else None
             return cls(tokens, pad=None, sos=None, eos=None, unk=unk)
         roles = [meta.get(k) for k in ("pad", "sos", "eos", "unk")]

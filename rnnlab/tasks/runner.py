@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rnnlab.config import Config, at_least, option, write_config_file
+from rnnlab.config import Check, Config, option, write_config_file
 from rnnlab.data.vocab import Vocab
 from rnnlab.errors import RnnlabError
 
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
 
 #: the meta keys that must match for a run to be resumed (the model and its data)
 IDENTITY = ("task", "model_config", "vocabs", "data")
+
+#: a seed a torch.Generator takes (``manual_seed`` overflows at 2**63)
+#: the most CPU threads ``--threads`` may ask for (torch's own limit is a C int)
+MAX_THREADS = 1024
+THREADS = Check(lambda v: 1 <= v <= MAX_THREADS, f"in [1, {MAX_THREADS}]")
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ class RunConfig(Config):
     overwrite: bool = option(False, help="start afresh even if --out holds a run (deletes it)")
     device: str = option("auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
     threads: int | None = option(
-        None, check=at_least(1), help="torch CPU threads (default: torch's, one per core; "
+        None, check=THREADS, help="torch CPU threads (default: torch's, one per core; "
         "use 1 on a busy machine)"
     )  # fmt: skip
 
@@ -62,7 +68,7 @@ class UseConfig(Config):
 
     device: str = option("auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
     threads: int | None = option(
-        None, check=at_least(1), help="torch CPU threads (default: torch's, one per core)"
+        None, check=THREADS, help="torch CPU threads (default: torch's, one per core)"
     )
 
 
@@ -107,10 +113,46 @@ def resolve_device(name: str = "auto", threads: int | None = None) -> torch.devi
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise RnnlabError(f"unknown device {name!r}: expected cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RnnlabError(f"--device {name}: CUDA is not available on this machine")
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise RnnlabError(f"unknown device {name!r}: expected auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RnnlabError(f"--device {name}: CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise RnnlabError(f"--device {name}: this machine has {count} CUDA device(s)")
     return device
+
+
+def check_writable(path: str | Path, what: str, directory: bool = True) -> Path:
+    """Refuse, before any work is done, an output that cannot be written: ``path`` (a directory,
+    or with ``directory=False`` a file) under a file, or in a directory that is read-only or
+    not writable. ``what`` names the option in the one-line error (``"--out"``).
+
+    Nothing is created; returns ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    if directory and path.exists() and not path.is_dir():
+        raise RnnlabError(f"{what} {path} is a file, not a directory")
+    if not directory and path.is_dir():
+        raise RnnlabError(f"{what} {path} is a directory, not a file")
+    existing = path if directory else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RnnlabError(f"{what} {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        why = "a read-only file system" if _read_only(existing) else "not writable"
+        raise RnnlabError(f"{what} {path}: cannot write in {existing} ({why})")
+    return path
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def prepare_out_dir(run: RunConfig, task: str) -> Path:
@@ -131,9 +173,7 @@ def prepare_out_dir(run: RunConfig, task: str) -> Path:
             n += 1
             out = Path("runs") / f"{task}-{n}"
         return out
-    out = Path(run.out)
-    if out.exists() and not out.is_dir():
-        raise RnnlabError(f"--out {out} is a file, not a directory")
+    out = check_writable(run.out, "--out")
     if run.resume:
         resolve_checkpoint(out, prefer="last")  # a clear error if there is nothing to resume
         return out
@@ -168,6 +208,14 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def check_model_size(model: nn.Module, what: str) -> None:
+    """Refuse a model above rnnlab's parameter limit (:data:`~rnnlab.core.registry.
+    MAX_PARAMETERS`); build it on the meta device first, so that nothing is allocated."""
+    from rnnlab.core.registry import check_parameter_count
+
+    check_parameter_count(count_parameters(model), what)
+
+
 def train(task: Task, config: Any, run: RunConfig) -> int:
     """Train ``task`` with ``config``; print how it went; score the best checkpoint."""
     import torch
@@ -177,6 +225,8 @@ def train(task: Task, config: Any, run: RunConfig) -> int:
     device = resolve_device(run.device, run.threads)
     out = prepare_out_dir(run, task.name)
     data = task.load(config)
+    with torch.device("meta"):  # its size, before anything is allocated
+        check_model_size(task.build_model(config, data), f"the {task.name} model")
     torch.manual_seed(config.train.seed)
     model = task.build_model(config, data).to(device)
     meta = {
@@ -187,12 +237,6 @@ def train(task: Task, config: Any, run: RunConfig) -> int:
         "config": config.to_meta(),
     }
     batches = task.batches(config, data)
-    verb = "resuming" if run.resume else "training"
-    print(
-        f"{verb} {task.describe(config, data)} ({count_parameters(model):,} parameters); "
-        f"{len(batches)} batches per epoch; {config.train.describe_limits()}; -> {out}",
-        file=sys.stderr,
-    )
     trainer = Trainer(
         model,
         config.train,
@@ -205,6 +249,12 @@ def train(task: Task, config: Any, run: RunConfig) -> int:
     )
     if run.resume:
         trainer.restore()  # refuses a run of other options before its config.json changes
+    verb = "resuming" if run.resume else "training"  # after the checks: an error is one line
+    print(
+        f"{verb} {task.describe(config, data)} ({count_parameters(model):,} parameters); "
+        f"{len(batches)} batches per epoch; {config.train.describe_limits()}; -> {out}",
+        file=sys.stderr,
+    )
     out.mkdir(parents=True, exist_ok=True)
     write_config_file(out / "config.json", config, task=task.name)
     result = trainer.fit(batches)
@@ -262,6 +312,8 @@ def load_run(
         RnnlabError: missing or corrupted checkpoint, unknown task, another task than ``task``,
             weights that do not fit the stored config.
     """
+    import torch
+
     from rnnlab.tasks import get_task
     from rnnlab.tasks.compat import upgrade_meta
     from rnnlab.train.checkpoint import load_checkpoint
@@ -274,6 +326,8 @@ def load_run(
             f"{ckpt.path} is a {meta['task']!r} checkpoint, not {' or '.join(wanted)}"
         )
     owner = get_task(meta["task"])
+    with torch.device("meta"):  # a hostile config asking for a huge model: refused, not built
+        check_model_size(owner.model_from_meta(meta["model_config"]), f"{ckpt.path}'s model")
     model = owner.model_from_meta(meta["model_config"])
     try:
         model.load_state_dict(ckpt.state_dict)
@@ -292,9 +346,13 @@ def load_run(
 
 __all__ = [
     "IDENTITY",
+    "MAX_THREADS",
+    "THREADS",
     "Run",
     "RunConfig",
     "UseConfig",
+    "check_model_size",
+    "check_writable",
     "count_parameters",
     "load_run",
     "prepare_out_dir",

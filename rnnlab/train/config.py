@@ -34,7 +34,9 @@ def parse_duration(text: str) -> float:
 #: (0, 1]: the step schedule's factor and period
 _UP_TO_ONE = Check(lambda v: 0 < v <= 1, "in (0, 1]")
 #: a seed torch.manual_seed takes
-_SEED = Check(lambda v: 0 <= v < 2**63, "in [0, 2**63)")
+SEED = Check(lambda v: 0 <= v < 2**63, "in [0, 2**63)")
+#: a learning rate within float32's range (a larger one overflows inside the optimizer)
+_LR = Check(lambda v: 0 < v <= 1e38, "in (0, 1e38]")
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class TrainConfig(Config):
 
     batch_size: int = option(32, check=positive, aliases=("--batch",), help="batch size")
     optimizer: str = option("adam", choices=OPTIMIZERS, help="the optimizer")
-    lr: float = option(2e-3, check=positive, help="peak learning rate")
+    lr: float = option(2e-3, check=_LR, help="peak learning rate")
     weight_decay: float = option(
         0.0, check=non_negative, help="L2 (adam, sgd) or decoupled (adamw) weight decay"
     )
@@ -117,7 +119,7 @@ class TrainConfig(Config):
     )
     seed: int = option(
         0,
-        check=_SEED,
+        check=SEED,
         help="seeds torch, numpy and random at the start of a fresh run",
     )
     log_every: int = option(10, check=positive, help="write a row of metrics.csv every N steps")
@@ -163,4 +165,4 @@ def lr_at(step: int, config: TrainConfig, progress: float | None = None) -> floa
     return hi
 
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "lr_at", "parse_duration"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "SEED", "TrainConfig", "lr_at", "parse_duration"]

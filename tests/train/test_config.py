@@ -135,7 +135,7 @@ def test_lr_schedules_are_pure_functions_of_progress() -> None:
     [
         ({"optimizer": "rmsprop"}, "optimizer must be one of adam, adamw, sgd; got 'rmsprop'"),
         ({"schedule": "wavy"}, "schedule must be one of constant, cosine"),
-        ({"lr": -1.0}, "lr must be > 0"),
+        ({"lr": -1.0}, r"lr must be in \(0, 1e38\]"),
         ({"max_steps": 0}, "max_steps must be > 0"),
         ({"clip_norm": -1.0}, "clip_norm must be >= 0"),
         ({"lr": float("nan")}, "lr must be a number, got nan"),

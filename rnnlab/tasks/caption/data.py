@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnlab.data.tokenize import MissingFileError, read_text, shown, split_lines
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.caption.config import SPLITS
 
@@ -159,28 +160,50 @@ def save_image(image: np.ndarray, path: Path | str) -> Path:
     return path
 
 
+#: The image formats read (PIL opens many more, some through external programs: refused).
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF")
+
+
 def load_image(path: Path | str, size: int = IMAGE_SIZE) -> np.ndarray:
-    """Read an image file as uint8 (size, size, 3) RGB.
+    """Read an image file (PNG, JPEG, BMP or GIF) as uint8 (size, size, 3) RGB.
+
+    The declared size is checked before any pixel is decoded, so a file that claims to be
+    huge costs nothing.
 
     Raises:
-        RnnlabError: if the file is not a readable image or is not ``size`` x ``size``.
+        RnnlabError: if the file is missing, not a readable image of those formats, or is not
+            ``size`` x ``size``.
     """
-    from PIL import Image, UnidentifiedImageError
+    import warnings
+
+    from PIL import Image
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such image: {path}")
+    name = shown(path)
     try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            array = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise RnnlabError(f"{path} is not a readable image: {exc}") from None
-    if array.shape[:2] != (size, size):
-        raise RnnlabError(
-            f"{path}: expected a {size}x{size} image, got {array.shape[1]}x{array.shape[0]} "
-            "(make images with `rnnlab data captions`)"
-        )
+        regular = path.is_file()
+    except (OSError, ValueError):
+        regular = False
+    if not regular:
+        raise MissingFileError(f"no such image: {name}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's warnings on odd files: we check the size
+            with Image.open(path, formats=IMAGE_FORMATS) as img:
+                width, height = img.size
+                if (width, height) != (size, size):
+                    raise RnnlabError(
+                        f"{name}: expected a {size}x{size} image, got {width}x{height} "
+                        "(make images with `rnnlab data captions`)"
+                    )
+                array = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except RnnlabError:
+        raise
+    except Exception as exc:  # PIL raises many types on bad files (OSError, SyntaxError, ...)
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise RnnlabError(f"{name} is not a readable image ({reason})") from None
+    if array.shape != (size, size, 3):
+        raise RnnlabError(f"{name}: decoded to shape {array.shape}, not ({size}, {size}, 3)")
     return array
 
 
@@ -206,28 +229,58 @@ def save_dataset(
 
 
 def load_dataset(folder: Path | str, size: int = IMAGE_SIZE) -> tuple[np.ndarray, list[list[str]]]:
-    """Read a folder written by :func:`save_dataset` (``captions.tsv`` and its images)."""
+    """Read a folder written by :func:`save_dataset` (``captions.tsv`` and its images).
+
+    Raises:
+        RnnlabError: no ``captions.tsv``, a malformed line (with its number), an image name
+            outside the folder (absolute, or through ``..``), or a missing or unreadable image.
+    """
     folder = Path(folder)
     index = folder / "captions.tsv"
-    if not index.is_file():
-        raise RnnlabError(f"{folder} has no captions.tsv (expected file<TAB>caption lines)")
+    if not folder.is_dir():
+        raise RnnlabError(f"{shown(folder)} is not a folder (expected captions.tsv and images)")
+    if not index.exists():
+        raise RnnlabError(f"{shown(folder)} has no captions.tsv (expected file<TAB>caption lines)")
+    root = folder.resolve()
     images, captions = [], []
-    for lineno, line in enumerate(index.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(split_lines(read_text(index, "captions file")), 1):
         if not line.strip():
             continue
         fields = line.split("\t")
-        if len(fields) != 2 or not fields[1].strip():
-            raise RnnlabError(f"{index}:{lineno}: expected file<TAB>caption, got {line[:60]!r}")
-        images.append(load_image(folder / fields[0], size))
+        if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
+            raise RnnlabError(
+                f"{shown(index)}:{lineno}: expected file<TAB>caption, got {line[:60]!r}"
+            )
+        image = _inside(root, fields[0], f"{shown(index)}:{lineno}")
+        try:
+            images.append(load_image(image, size))
+        except RnnlabError as exc:
+            raise RnnlabError(f"{shown(index)}:{lineno}: {exc}") from None
         captions.append(fields[1].split())
     if not images:
-        raise RnnlabError(f"{index} lists no images")
+        raise RnnlabError(f"{shown(index)} lists no images")
     return np.stack(images), captions
+
+
+def _inside(root: Path, name: str, where: str) -> Path:
+    """``root / name``, which must lie inside ``root`` (after resolving ``..`` and links)."""
+    try:
+        path = (root / name).resolve()
+        inside = not Path(name).is_absolute() and path.is_relative_to(root) and path != root
+    except (OSError, ValueError, RuntimeError):  # a NUL character, a symlink loop
+        inside = False
+    if not inside:
+        raise RnnlabError(
+            f"{where}: image {name[:60]!r} is not a file inside the dataset folder "
+            "(names must be relative, without ..)"
+        )
+    return path
 
 
 __all__ = [
     "COLOURS",
     "HELD_OUT",
+    "IMAGE_FORMATS",
     "IMAGE_SIZE",
     "KINDS",
     "SPLITS",

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rnnlab.config import Config, at_least, nested, non_negative, option, positive
+from rnnlab.config import Config, nested, non_negative, option, positive
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.base import Report, Task, TaskData
 from rnnlab.tasks.caption.config import SPLITS, CaptionerConfig
-from rnnlab.train.config import TrainConfig
+from rnnlab.tasks.runner import check_writable
+from rnnlab.train.config import SEED, TrainConfig
 
 if TYPE_CHECKING:
     import numpy as np
@@ -69,7 +70,7 @@ class CaptionConfig(Config):
     checkpoint: str = option(positional=True, metavar="CKPT", help="a checkpoint or run directory")
     images: tuple[str, ...] = option(positional=True, metavar="IMAGE", help="image files (PNG)")
     temperature: float = option(0.0, check=non_negative, help="0 = the most likely word")
-    seed: int | None = option(None, check=at_least(0), help="for reproducible sampling")
+    seed: int | None = option(None, check=SEED, help="for reproducible sampling")
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,8 @@ class CaptionTask(Task):
 
         if options.out is None:
             raise RnnlabError("rnnlab data captions needs --out DIR, the folder to write")
+        if not Path(options.out).is_file():  # a file there: save_dataset names it
+            check_writable(options.out, "--out")
         images, captions = generate(options.n, options.split, options.seed)
         out = save_dataset(images, captions, options.out)
         print(f"wrote {len(images)} images and {out}/captions.tsv, e.g. {' '.join(captions[0])!r}")

@@ -9,6 +9,7 @@ one language each, one surname per line, 18,827 names. Both formats give a list 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import random
 import unicodedata
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rnnlab.data.tokenize import MissingFileError, read_text, shown, split_lines
 from rnnlab.errors import RnnlabError
 
 
@@ -38,49 +40,76 @@ def read_class_dir(path: Path | str) -> list[Example]:
     """One example per non-empty line of every ``*.txt`` file; the label is the file's stem.
 
     Raises:
-        RnnlabError: if the folder holds no ``.txt`` file or a class file has no example.
+        RnnlabError: if the folder holds no ``.txt`` file, a class file has no example, is not
+            UTF-8 text (naming the file, line and byte offset) or has a name that cannot be a
+            label (control characters, bytes that are not UTF-8).
     """
     path = Path(path)
     if not path.is_dir():
-        raise RnnlabError(f"{path} is not a folder of class files (one LABEL.txt per class)")
-    files = sorted(path.glob("*.txt"))
+        raise RnnlabError(f"{shown(path)} is not a folder of class files (one LABEL.txt per class)")
+    try:
+        files = sorted(path.glob("*.txt"))
+    except OSError as exc:
+        raise RnnlabError(f"cannot list {shown(path)}: {exc.strerror or exc}") from None
     if not files:
-        raise RnnlabError(f"{path} has no class files (expected one LABEL.txt per class)")
+        raise RnnlabError(f"{shown(path)} has no class files (expected one LABEL.txt per class)")
     examples = []
     for file in files:
+        label = file.stem
+        if not _valid_label(label):
+            raise RnnlabError(
+                f"class file {shown(file)}: its name is not a usable label (control characters "
+                "or bytes that are not UTF-8); rename it"
+            )
         before = len(examples)
-        with file.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                text = _clean(line)
-                if text:
-                    examples.append(Example(text, file.stem, f"{file}:{lineno}"))
+        for lineno, line in enumerate(split_lines(read_text(file, "class file")), 1):
+            text = _clean(line)
+            if text:
+                examples.append(Example(text, label, f"{file}:{lineno}"))
         if len(examples) == before:
-            raise RnnlabError(f"class file {file} is empty: every class needs examples")
+            raise RnnlabError(f"class file {shown(file)} is empty: every class needs examples")
     return examples
+
+
+def _valid_label(label: str) -> bool:
+    try:
+        label.encode("utf-8")  # a file name of undecodable bytes holds lone surrogates
+    except UnicodeEncodeError:
+        return False
+    return bool(label.strip()) and label.isprintable()
 
 
 def read_labelled(path: Path | str) -> list[Example]:
     """A ``text<TAB>label`` file (``.tsv``/``.txt``) or ``text,label`` file (``.csv``).
 
     Raises:
-        RnnlabError: on a malformed line (with its line number) or an empty file.
+        RnnlabError: on a malformed line (with its line number), an empty file or one that is
+            not UTF-8 text.
     """
     path = Path(path)
     delimiter = "," if path.suffix.lower() == ".csv" else "\t"
+    sep = "<TAB>" if delimiter == "\t" else ","
+    text = read_text(path, "labelled file")
     examples = []
-    with path.open(encoding="utf-8", newline="") as f:
-        for lineno, row in enumerate(csv.reader(f, delimiter=delimiter), 1):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != 2 or not row[0].strip() or not row[1].strip():
-                sep = "<TAB>" if delimiter == "\t" else ","
-                raise RnnlabError(
-                    f"{path}:{lineno}: expected text{sep}label (2 non-empty fields), "
-                    f"got {len(row)} field(s): {delimiter.join(row)[:60]!r}"
-                )
-            examples.append(Example(_clean(row[0]), row[1].strip(), f"{path}:{lineno}"))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise RnnlabError(f"{shown(path)}:{reader.line_num}: {exc}") from None
+        lineno = reader.line_num
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != 2 or not row[0].strip() or not row[1].strip():
+            raise RnnlabError(
+                f"{shown(path)}:{lineno}: expected text{sep}label (2 non-empty fields), "
+                f"got {len(row)} field(s): {delimiter.join(row)[:60]!r}"
+            )
+        examples.append(Example(_clean(row[0]), row[1].strip(), f"{path}:{lineno}"))
     if not examples:
-        raise RnnlabError(f"{path} has no examples")
+        raise RnnlabError(f"{shown(path)} has no examples")
     return examples
 
 
@@ -89,7 +118,7 @@ def read_examples(path: Path | str) -> list[Example]:
     (:func:`read_labelled`)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no such file or folder: {path}")
+        raise MissingFileError(f"no such file or folder: {shown(path)}")
     return read_class_dir(path) if path.is_dir() else read_labelled(path)
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from rnnlab.data.tokenize import TOKENIZERS
+from rnnlab.data.tokenize import read_text, shown
+from rnnlab.data.tokenize import tokenizer as get_tokenizer
 from rnnlab.data.vocab import UNK, Vocab
 from rnnlab.errors import RnnlabError
 
@@ -33,28 +34,17 @@ def read_corpus(path: Path | str | None = None) -> str:
     """The text of a UTF-8 file; the bundled tiny-shakespeare when ``path`` is None.
 
     Raises:
-        RnnlabError: missing file, a directory, empty, or not UTF-8.
+        RnnlabError: missing file, a directory, empty, or not UTF-8 (see
+            :func:`~rnnlab.data.tokenize.read_text`).
     """
     if path is None:
         from rnnlab.data import bundled
 
         path = bundled(DEFAULT_CORPUS)
-    path = Path(path)
-    if not path.exists():
-        raise RnnlabError(f"no such file: {path}")
-    if path.is_dir():
-        raise RnnlabError(f"{path} is a directory, not a text file")
-    data = path.read_bytes()
-    if not data.strip():
-        raise RnnlabError(f"{path} is empty")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise RnnlabError(
-            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}, "
-            f"line {line}); convert it, e.g. iconv -f latin1 -t utf-8"
-        ) from None
+    text = read_text(path)
+    if not text.strip():
+        raise RnnlabError(f"{shown(path)} is empty")
+    return text
 
 
 def build_vocab(text: str, tokenizer: str = "chars", max_size: int = 10000) -> Vocab:
@@ -73,14 +63,14 @@ def build_vocab(text: str, tokenizer: str = "chars", max_size: int = 10000) -> V
         return Vocab(sorted(set(text)), pad=None, sos=None, eos=None, unk=None)
     if max_size < 2:
         raise RnnlabError(f"word vocabulary size must be >= 2, got {max_size}")
-    counts = Counter(TOKENIZERS[tokenizer].split(text))
+    counts = Counter(get_tokenizer(tokenizer).split(text))
     common = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max_size - 1]
     return Vocab([UNK] + [t for t, _ in common if t != UNK], pad=None, sos=None, eos=None, unk=UNK)
 
 
 def encode_text(vocab: Vocab, text: str, tokenizer: str = "chars") -> Tensor:
     """(L,) LongTensor of the ids of ``text``'s tokens; an error naming unknown characters."""
-    return torch.tensor(vocab.encode(TOKENIZERS[tokenizer].split(text)), dtype=torch.long)
+    return torch.tensor(vocab.encode(get_tokenizer(tokenizer).split(text)), dtype=torch.long)
 
 
 def split_ids(ids: Tensor, val_fraction: float = 0.1) -> tuple[Tensor, Tensor]:

@@ -21,7 +21,7 @@ from rnnlab.config import Config, at_least, fraction, nested, non_negative, opti
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.base import Task, TaskData
 from rnnlab.tasks.lm.config import LMConfig
-from rnnlab.train.config import TrainConfig
+from rnnlab.train.config import SEED, TrainConfig
 
 if TYPE_CHECKING:
     import torch
@@ -86,7 +86,7 @@ class SampleConfig(Config):
     )
     top_k: int | None = option(None, check=positive, help="sample among the K likeliest")
     greedy: bool = option(False, help="always take the likeliest token (temperature 0)")
-    seed: int | None = option(None, check=at_least(0), help="for a reproducible sample")
+    seed: int | None = option(None, check=SEED, help="for a reproducible sample")
 
 
 @dataclass(frozen=True)
@@ -124,13 +124,13 @@ class LMTask(Task):
         text = read_corpus(config.data)
         vocab = build_vocab(text, config.tokenizer, config.vocab_size)
         train, val = split_ids(encode_text(vocab, text, config.tokenizer), config.val_fraction)
+        name = Path(config.data).name if config.data else "tinyshakespeare.txt"
         if len(val) < 2:
             raise RnnlabError(
-                f"the validation part of the text has {len(val)} tokens (need 2 or more): "
-                "use a longer text or a larger --val-fraction"
+                f"{name}: the validation part of the text has {len(val)} tokens (need 2 or "
+                "more): use a longer text or a larger --val-fraction"
             )
         unit = "words" if config.word else "chars"
-        name = Path(config.data).name if config.data else "tinyshakespeare.txt"
         summary = (
             f"{name}: {len(train):,} train / {len(val):,} validation {unit}, "
             f"vocabulary {len(vocab)}"
@@ -225,6 +225,11 @@ class LMTask(Task):
 
         tokenizer = run.meta.get("data", {}).get("tokenizer", "chars")
         ids = split_ids(encode_text(run.vocabs["tokens"], read_corpus(data), tokenizer), 0.1)[1]
+        if len(ids) < 4:
+            raise RnnlabError(
+                f"{data or 'the bundled text'}: its validation part (the last 10%) has "
+                f"{len(ids)} tokens, too few to diagnose (need 4 or more)"
+            )
         if length < 2 or len(ids) < length + 2:
             raise RnnlabError(
                 f"--length must be in [2, {len(ids) - 2}] for this text, got {length}"

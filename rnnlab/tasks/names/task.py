@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rnnlab.config import Config, at_least, nested, non_negative, option, positive
+from rnnlab.config import Config, nested, non_negative, option, positive
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.base import Report, Task, TaskData
 from rnnlab.tasks.classify.config import SplitConfig
 from rnnlab.tasks.names.config import NameGeneratorConfig
-from rnnlab.train.config import TrainConfig
+from rnnlab.train.config import SEED, TrainConfig
 
 if TYPE_CHECKING:
     from torch import nn
@@ -49,6 +49,10 @@ class NamesTaskConfig(Config):
     )  # fmt: skip
 
 
+#: the most names one ``generate-names`` draws (they are drawn as one batch)
+MAX_NAMES = 100_000
+
+
 @dataclass(frozen=True)
 class GenerateNamesConfig(Config):
     """Generate names of a language with a name-generator checkpoint, e.g.
@@ -58,18 +62,22 @@ class GenerateNamesConfig(Config):
 
     checkpoint: str = option(positional=True, metavar="CKPT", help="a checkpoint or run directory")
     language: str | None = option(None, help="one of the languages it was trained on (required)")
-    n: int = option(10, check=positive, flag="-n", metavar="N", help="how many names")
+    n: int = option(
+        10, check=positive, flag="-n", metavar="N", help=f"how many names (at most {MAX_NAMES:,})"
+    )
     temperature: float = option(
         0.8, check=non_negative, help="sampling temperature; 0 = greedy, the most likely character"
     )
     top_k: int | None = option(None, check=positive, help="sample among the K likeliest")
     start: str = option("", help="letters every name starts with")
     max_len: int = option(20, check=positive, help="longest name")
-    seed: int | None = option(None, check=at_least(0), help="for reproducible names")
+    seed: int | None = option(None, check=SEED, help="for reproducible names")
 
     def check(self) -> None:
         if self.language is None:
             raise RnnlabError("generate-names needs --language, one of those it was trained on")
+        if self.n > MAX_NAMES:
+            raise RnnlabError(f"-n {self.n} is more than {MAX_NAMES:,} names at once")
         if len(self.start) >= self.max_len:
             raise RnnlabError(f"--start is longer than --max-len {self.max_len}")
 

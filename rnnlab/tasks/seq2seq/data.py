@@ -17,6 +17,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from rnnlab.data.tokenize import read_text, shown, split_lines
 from rnnlab.errors import RnnlabError
 
 
@@ -31,13 +32,13 @@ class Pair:
 
 def _pair(path: Path, lineno: int, line: str) -> Pair | None:
     """The pair on line ``lineno`` of ``path``; None for a blank line."""
-    line = line.rstrip("\r\n")
     if not line.strip():
         return None
     fields = line.split("\t")
     if len(fields) < 2 or not fields[0].strip() or not fields[1].strip():
         raise RnnlabError(
-            f"{path}:{lineno}: expected source<TAB>target (two non-empty fields), got {line[:60]!r}"
+            f"{shown(path)}:{lineno}: expected source<TAB>target (two non-empty fields), "
+            f"got {line[:60]!r}"
         )
     return Pair(fields[0].strip(), fields[1].strip(), tuple(fields[2:]))
 
@@ -50,17 +51,10 @@ def read_pairs(path: Path | str) -> list[Pair]:
             number), a file with no pair, or one that is not UTF-8.
     """
     path = Path(path)
-    try:
-        with path.open(encoding="utf-8") as f:
-            pairs = [
-                pair for lineno, line in enumerate(f, 1) if (pair := _pair(path, lineno, line))
-            ]
-    except UnicodeDecodeError as exc:
-        raise RnnlabError(
-            f"{path} is not UTF-8 text ({exc.reason}): convert it, e.g. iconv -f latin1 -t utf-8"
-        ) from None
+    lines = split_lines(read_text(path, "sentence-pair file"))
+    pairs = [pair for lineno, line in enumerate(lines, 1) if (pair := _pair(path, lineno, line))]
     if not pairs:
-        raise RnnlabError(f"{path} has no sentence pairs")
+        raise RnnlabError(f"{shown(path)} has no sentence pairs")
     return pairs
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rnnlab.data.tokenize import read_text, shown, split_lines
 from rnnlab.errors import RnnlabError
 
 #: The marks the task restores; anything else (dashes, quotes, '&') is dropped.
@@ -46,32 +47,30 @@ def read_conll(path: Path | str) -> list[Tagged]:
 
     Raises:
         RnnlabError: on a line without exactly two tab-separated fields (with its line number),
-            or a file with no sequence.
+            a file with no sequence, or one that is not UTF-8 text (with the line and offset).
     """
     path = Path(path)
     sequences: list[Tagged] = []
     tokens: list[str] = []
     tags: list[str] = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                if tokens:
-                    sequences.append(Tagged(tuple(tokens), tuple(tags)))
-                    tokens, tags = [], []
-                continue
-            fields = line.split("\t")
-            if len(fields) != 2 or not fields[0] or not fields[1].strip():
-                raise RnnlabError(
-                    f"{path}:{lineno}: expected token<TAB>tag, got {len(fields)} field(s): "
-                    f"{line[:60]!r}"
-                )
-            tokens.append(fields[0])
-            tags.append(fields[1].strip())
+    for lineno, line in enumerate(split_lines(read_text(path, "CoNLL file")), 1):
+        if not line.strip():
+            if tokens:
+                sequences.append(Tagged(tuple(tokens), tuple(tags)))
+                tokens, tags = [], []
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2 or not fields[0] or not fields[1].strip():
+            raise RnnlabError(
+                f"{shown(path)}:{lineno}: expected token<TAB>tag, got {len(fields)} field(s): "
+                f"{line[:60]!r}"
+            )
+        tokens.append(fields[0])
+        tags.append(fields[1].strip())
     if tokens:
         sequences.append(Tagged(tuple(tokens), tuple(tags)))
     if not sequences:
-        raise RnnlabError(f"{path} has no sequences")
+        raise RnnlabError(f"{shown(path)} has no sequences")
     return sequences
 
 
@@ -133,16 +132,9 @@ def read_punct_case(path: Path | str | None = None) -> list[Tagged]:
         from rnnlab.data import bundled
 
         path = bundled("tinyshakespeare.txt")
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise RnnlabError(f"{path} is not UTF-8 text: {exc}") from None
-    except IsADirectoryError:
-        raise RnnlabError(f"{path} is a directory, not a text file") from None
-    data = punct_case_dataset(text)
+    data = punct_case_dataset(read_text(path))
     if not data:
-        raise RnnlabError(f"{path} has no words")
+        raise RnnlabError(f"{shown(path)} has no words")
     return data
 
 

@@ -17,6 +17,7 @@ from rnnlab.config import Config, nested, option, positive
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.base import Report, Task, TaskData
 from rnnlab.tasks.classify.config import SplitConfig
+from rnnlab.tasks.runner import check_writable
 from rnnlab.tasks.tag.config import TaggerConfig
 from rnnlab.train.config import TrainConfig
 
@@ -223,6 +224,7 @@ class TagTask(Task):
 
         if options.out is None:
             raise RnnlabError("rnnlab data punct-tags needs --out FILE, the CoNLL file to write")
+        check_writable(options.out, "--out", directory=False)
         data = read_punct_case(options.data)
         n = write_conll(data, options.out)
         counts = Counter(t for s in data for t in s.tags)
