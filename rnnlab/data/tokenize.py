@@ -1,4 +1,4 @@
-"""Reading users' text files, and tokenizers: text to tokens and back, each named.
+r"""Reading users' text files, and tokenizers: text to tokens and back, each named.
 
 :func:`read_text` is the one way every reader of a user's text file (a corpus, class files,
 TSV/CSV, CoNLL, captions.tsv) gets its text: a regular file, UTF-8 (a byte-order mark is
@@ -77,7 +77,7 @@ def read_text(path: Path | str, what: str = "text file") -> str:
 
 
 def split_lines(text: str) -> list[str]:
-    """The lines of ``text``, cut at ``\n``, ``\r\n`` or ``\r`` (no empty last line after a
+    r"""The lines of ``text``, cut at ``\n``, ``\r\n`` or ``\r`` (no empty last line after a
     final line break)."""
     lines = _LINE_BREAK.split(text)
     if lines and lines[-1] == "":
