@@ -6,20 +6,18 @@ written or fails in one line; ``RNNLAB_FUZZ_EXAMPLES`` raises the number of exam
 from __future__ import annotations
 
 import io
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.caption.data import IMAGE_SIZE, load_dataset, load_image
-
-FUZZ = settings(max_examples=int(os.environ.get("RNNLAB_FUZZ_EXAMPLES", 200)), deadline=None)
+from tests.tasks.helpers import FUZZ, one_line
 
 
 def encoded(size: int, fmt: str, mode: str = "RGB") -> bytes:
@@ -63,13 +61,6 @@ NAMES = st.one_of(
     ),
     st.text(max_size=8),
 )
-
-
-def one_line(exc: BaseException) -> str:
-    assert isinstance(exc, RnnlabError), repr(exc)
-    message = str(exc)
-    assert message and "\n" not in message and "\r" not in message, message
-    return message
 
 
 @FUZZ

@@ -12,23 +12,7 @@ from rnnlab.core.registry import RecurrentConfig
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks import get_task
 from rnnlab.tasks.caption.model import Captioner, CaptionerConfig
-
-
-def rnn(cell: str, layers: int, hidden: int = 12) -> RecurrentConfig:
-    return RecurrentConfig(cell, hidden, num_layers=layers)
-
-
-def ragged(lengths: list[int], vocab: int, seed: int = 0) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randint(3, vocab, (n,), generator=g) for n in lengths]
-
-
-def pad(seqs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([len(s) for s in seqs])
-    out = torch.zeros(len(seqs), int(lengths.max()), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = s
-    return out, lengths
+from tests.tasks.helpers import fit, pad, ragged, rnn
 
 
 @pytest.mark.parametrize(("cell", "layers"), [("lstm", 1), ("gru", 2), ("minimal-gru", 1)])
@@ -49,18 +33,10 @@ def test_captioner_padding(cell: str, layers: int) -> None:
     assert float(loss) == pytest.approx(total / sum(len(s) for s in seqs), abs=1e-5)
 
 
-def fit(model: torch.nn.Module, batch: tuple, steps: int, lr: float = 0.02) -> float:
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(steps):
-        _, loss = model(*batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return float(loss.detach())
-
-
 def test_captioner_overfits() -> None:
-    config = CaptionerConfig(10, image_size=8, channels=(4,), embed_dim=8, rnn=rnn("lstm", 1, 16))
+    config = CaptionerConfig(
+        10, image_size=8, channels=(4,), embed_dim=8, rnn=rnn("lstm", 1, hidden=16)
+    )
     model = Captioner(config)
     images = torch.rand(3, 3, 8, 8)
     captions = [[3, 4, 5], [6, 7], [8, 4, 9, 3]]
@@ -100,7 +76,7 @@ def test_sampling_is_seeded() -> None:
 
 
 def test_rebuild_from_meta() -> None:
-    model = Captioner(CaptionerConfig(10, rnn=rnn("gru", 2, 32)))
+    model = Captioner(CaptionerConfig(10, rnn=rnn("gru", 2, hidden=32)))
     meta = json.loads(json.dumps(model.config.to_meta()))  # what a checkpoint stores
     rebuilt = get_task("caption").model_from_meta(meta)
     assert type(rebuilt) is Captioner and rebuilt.config == model.config

@@ -7,20 +7,18 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import tempfile
 import unicodedata
 from pathlib import Path
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.classify.data import read_class_dir, read_examples, read_labelled
+from tests.tasks.helpers import FUZZ, one_line
 
-EXAMPLES = int(os.environ.get("RNNLAB_FUZZ_EXAMPLES", 200))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None)
 EOLS = st.sampled_from(["\n", "\r\n", "\r"])
 CONTENT = st.one_of(
     st.binary(max_size=120),
@@ -39,13 +37,6 @@ STEMS = st.one_of(
     ),
     st.just("caf\udce9"),  # os.fsdecode(b"caf\xe9")
 )
-
-
-def one_line(exc: BaseException) -> str:
-    message = str(exc)
-    assert isinstance(exc, RnnlabError), repr(exc)
-    assert message and "\n" not in message and "\r" not in message, message
-    return message
 
 
 def expected_examples(data: bytes) -> list[str]:

@@ -13,23 +13,7 @@ import pytest
 from rnnlab.cli import main
 from rnnlab.tasks.classify.task import TASK
 from rnnlab.tasks.runner import load_run
-
-FAST = ["--max-steps", "4", "--eval-every", "2", "--hidden", "8", "--no-progress"]
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "v0_1_0"
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str], match: str) -> None:
-    code, _, err = run(argv, capsys)
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.startswith("rnnlab: error:")]
-    assert len(lines) == 1 and match in lines[0], err
-    assert "Traceback" not in err
+from tests.tasks.helpers import FAST, FIXTURES, RNNLAB_ERROR, one_line_error, run
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +35,12 @@ def test_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*argv, *out, "--max-steps", "2"]) == 0
     assert main([*argv, *out, "--max-steps", "4", "--resume"]) == 0
     assert json.loads((tmp_path / "run" / "test_metrics.json").read_text())["steps"] == 4
-    one_line_error([*argv, *out, "--max-steps", "6", "--resume", "--cell", "gru"], capsys, "differ")
+    one_line_error(
+        [*argv, *out, "--max-steps", "6", "--resume", "--cell", "gru"],
+        capsys,
+        "differ",
+        prefix=RNNLAB_ERROR,
+    )
 
 
 def test_predict(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -120,16 +109,32 @@ def test_bad_training_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     (classes / "A.txt").write_text("x\ny\n")
     (classes / "B.txt").write_text("")
     out = ["--out", str(tmp_path / "o"), *FAST]
-    one_line_error(["train", "classify", "--data", str(classes), *out], capsys, "B.txt is empty")
+    one_line_error(
+        ["train", "classify", "--data", str(classes), *out],
+        capsys,
+        "B.txt is empty",
+        prefix=RNNLAB_ERROR,
+    )
     tsv = tmp_path / "d.tsv"
     tsv.write_text("Smith\tEnglish\nIvanov Russian\n")
-    one_line_error(["train", "classify", "--data", str(tsv), *out], capsys, "d.tsv:2: expected")
+    one_line_error(
+        ["train", "classify", "--data", str(tsv), *out],
+        capsys,
+        "d.tsv:2: expected",
+        prefix=RNNLAB_ERROR,
+    )
     tsv.write_text("Smith\tEnglish\nJones\tEnglish\n")
-    one_line_error(["train", "classify", "--data", str(tsv), *out], capsys, "at least 2 classes")
+    one_line_error(
+        ["train", "classify", "--data", str(tsv), *out],
+        capsys,
+        "at least 2 classes",
+        prefix=RNNLAB_ERROR,
+    )
     one_line_error(
         ["train", "classify", "--val-fraction", "0.6", "--test-fraction", "0.5", *out],
         capsys,
         "must sum below 1",
+        prefix=RNNLAB_ERROR,
     )
 
 
@@ -137,12 +142,23 @@ def test_bad_inference_input(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     one_line_error(
-        ["predict", str(FIXTURES / "tag"), "Smith"], capsys, "is a 'tag' checkpoint, not classify"
+        ["predict", str(FIXTURES / "tag"), "Smith"],
+        capsys,
+        "is a 'tag' checkpoint, not classify",
+        prefix=RNNLAB_ERROR,
     )
-    one_line_error(["predict", str(tmp_path / "nothing"), "Smith"], capsys, "nothing")
-    one_line_error(["predict", str(run_dir), "  "], capsys, "cannot classify an empty text")
+    one_line_error(
+        ["predict", str(tmp_path / "nothing"), "Smith"], capsys, "nothing", prefix=RNNLAB_ERROR
+    )
+    one_line_error(
+        ["predict", str(run_dir), "  "],
+        capsys,
+        "cannot classify an empty text",
+        prefix=RNNLAB_ERROR,
+    )
     one_line_error(
         ["predict", str(run_dir), "Smith", "\u2603\u2603"],
         capsys,
         "'\u2603\u2603' has no character the model knows",
+        prefix=RNNLAB_ERROR,
     )

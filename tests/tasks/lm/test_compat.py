@@ -13,8 +13,8 @@ import pytest
 
 from rnnlab.cli import main
 from rnnlab.tasks.runner import load_run
+from tests.tasks.helpers import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "v0_1_0"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
 LM_CASES = ["lm", "lm-gru-before-ln", "lm-peephole-ln", "lm-mut2-ln", "lm-word", "lm-eval"]
 

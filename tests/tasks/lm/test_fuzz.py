@@ -10,14 +10,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.lm.data import build_vocab, encode_text, read_corpus
-
-EXAMPLES = int(os.environ.get("RNNLAB_FUZZ_EXAMPLES", 200))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None)
+from tests.tasks.helpers import FUZZ, one_line
 
 #: raw bytes, or text in UTF-8 with a byte-order mark, odd line endings and NUL bytes
 FILES = st.one_of(
@@ -29,11 +27,6 @@ FILES = st.one_of(
         st.sampled_from(["\n", "\r\n", "\r", "\x00\n"]),
     ),
 )
-
-
-def one_line(exc: RnnlabError) -> None:
-    message = str(exc)
-    assert message and "\n" not in message and "\r" not in message, message
 
 
 @FUZZ

@@ -14,23 +14,7 @@ from rnnlab.tasks.decoding import forbid, sample_next
 from rnnlab.tasks.names.config import NameGeneratorConfig
 from rnnlab.tasks.names.model import NameGenerator
 from rnnlab.tasks.names.task import TASK
-
-
-def rnn(cell: str, layers: int, hidden: int = 12) -> RecurrentConfig:
-    return RecurrentConfig(cell, hidden, num_layers=layers)
-
-
-def ragged(lengths: list[int], vocab: int, seed: int = 0) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randint(3, vocab, (n,), generator=g) for n in lengths]
-
-
-def pad(seqs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([len(s) for s in seqs])
-    out = torch.zeros(len(seqs), int(lengths.max()), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = s
-    return out, lengths
+from tests.tasks.helpers import fit, pad, ragged, rnn
 
 
 @pytest.mark.parametrize(("cell", "layers"), [("lstm", 1), ("gru", 2), ("minimal-gru", 1)])
@@ -50,19 +34,9 @@ def test_generator_padding(cell: str, layers: int) -> None:
     assert float(loss) == pytest.approx(total / sum(len(s) for s in seqs), abs=1e-5)
 
 
-def fit(model: torch.nn.Module, batch: tuple, steps: int, lr: float = 0.02) -> float:
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(steps):
-        _, loss = model(*batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return float(loss.detach())
-
-
 def test_name_generator_overfits() -> None:
     # two "languages", one name each: greedy generation reproduces them
-    model = NameGenerator(NameGeneratorConfig(12, 2, 8, 4, rnn("gru", 1, 24)))
+    model = NameGenerator(NameGeneratorConfig(12, 2, 8, 4, rnn("gru", 1, hidden=24)))
     names = [[5, 6, 7, 8], [9, 10, 4]]
     inputs = pad([torch.tensor([1, *n]) for n in names])
     targets = pad([torch.tensor([*n, 2]) for n in names])[0]

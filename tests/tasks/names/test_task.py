@@ -9,23 +9,7 @@ from pathlib import Path
 import pytest
 
 from rnnlab.cli import main
-
-FAST = ["--max-steps", "4", "--eval-every", "2", "--hidden", "8", "--no-progress"]
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "v0_1_0"
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str], match: str) -> None:
-    code, _, err = run(argv, capsys)
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.startswith("rnnlab: error:")]
-    assert len(lines) == 1 and match in lines[0], err
-    assert "Traceback" not in err
+from tests.tasks.helpers import FAST, FIXTURES, RNNLAB_ERROR, one_line_error, run
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +60,17 @@ def test_generate_names_on_a_0_1_0_checkpoint(
 # -- bad input: one line, non-zero exit ---------------------------------------------------------
 def test_bad_training_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = ["--out", str(tmp_path / "o"), *FAST]
-    one_line_error(["train", "names", "--data", str(tmp_path / "missing"), *out], capsys, "missing")
     one_line_error(
-        ["train", "names", "--bidirectional", *out], capsys, "bidirectional must be False"
+        ["train", "names", "--data", str(tmp_path / "missing"), *out],
+        capsys,
+        "missing",
+        prefix=RNNLAB_ERROR,
+    )
+    one_line_error(
+        ["train", "names", "--bidirectional", *out],
+        capsys,
+        "bidirectional must be False",
+        prefix=RNNLAB_ERROR,
     )
 
 
@@ -88,15 +80,20 @@ def test_bad_inference_input(run_dir: Path, capsys: pytest.CaptureFixture[str]) 
         [*base, "--language", "Klingon"],
         capsys,
         "unknown language 'Klingon'; choose one of: Arabic, Chinese",
+        prefix=RNNLAB_ERROR,
     )
-    one_line_error(base, capsys, "needs --language")
+    one_line_error(base, capsys, "needs --language", prefix=RNNLAB_ERROR)
     one_line_error(
-        [*base, "--language", "Russian", "--start", "A\u2603"], capsys, "never saw: '\u2603'"
+        [*base, "--language", "Russian", "--start", "A\u2603"],
+        capsys,
+        "never saw: '\u2603'",
+        prefix=RNNLAB_ERROR,
     )
     one_line_error(
         [*base, "--language", "Russian", "--start", "Abc", "--max-len", "3"],
         capsys,
         "--start is longer than --max-len 3",
+        prefix=RNNLAB_ERROR,
     )
     # -n 0: refused by the command line, in one line
     with pytest.raises(SystemExit) as exit_info:

@@ -4,29 +4,20 @@ line. ``RNNLAB_FUZZ_EXAMPLES`` raises the number of examples (default 200) for a
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.seq2seq.data import Pair, read_pairs
+from tests.tasks.helpers import FUZZ, one_line
 
-EXAMPLES = int(os.environ.get("RNNLAB_FUZZ_EXAMPLES", 200))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None)
 SIDE = st.text(
     st.characters(blacklist_categories=["Cs", "Cc", "Zl", "Zp"]), min_size=1, max_size=12
 ).filter(str.strip)
-
-
-def one_line(exc: BaseException) -> str:
-    assert isinstance(exc, RnnlabError), repr(exc)
-    message = str(exc)
-    assert message and "\n" not in message and "\r" not in message, message
-    return message
 
 
 @FUZZ

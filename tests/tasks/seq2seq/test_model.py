@@ -16,6 +16,7 @@ from rnnlab.tasks import get_task
 from rnnlab.tasks.decoding import beam_search
 from rnnlab.tasks.seq2seq.data import digit_pairs
 from rnnlab.tasks.seq2seq.model import Seq2Seq, Seq2SeqConfig
+from tests.tasks.helpers import pad, ragged
 
 
 def batches(pairs, vocab: Vocab) -> tuple[torch.Tensor, ...]:
@@ -164,19 +165,6 @@ def test_model_beam_search_passes_its_device(monkeypatch: pytest.MonkeyPatch) ->
 
 
 # -- padded batch == each pair alone --------------------------------------------------------------
-def ragged(lengths: list[int], vocab: int, seed: int = 0) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randint(3, vocab, (n,), generator=g) for n in lengths]
-
-
-def pad(seqs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([len(s) for s in seqs])
-    out = torch.zeros(len(seqs), int(lengths.max()), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = s
-    return out, lengths
-
-
 @pytest.mark.parametrize("attention", [None, "luong", "bahdanau"])
 @pytest.mark.parametrize(("cell", "layers", "bi"), [("lstm", 2, True), ("gru", 1, False)])
 @torch.no_grad()

@@ -12,26 +12,7 @@ from rnnlab.cli import build_parser, main
 from rnnlab.config import given, resolve
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.seq2seq.task import TASK, Seq2SeqTaskConfig
-
-FAST = ["--max-steps", "4", "--eval-every", "2", "--hidden", "8", "--no-progress"]
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "v0_1_0"
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse rejects a flag's value
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str], match: str) -> None:
-    code, _, err = run(argv, capsys)
-    assert code == 2
-    lines = [line for line in err.splitlines() if "error:" in line]
-    assert len(lines) == 1 and match in lines[0], err
-    assert "Traceback" not in err
+from tests.tasks.helpers import FAST, FIXTURES, one_line_error, run
 
 
 @pytest.fixture(scope="module")

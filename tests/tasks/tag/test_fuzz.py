@@ -5,19 +5,17 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.tag.data import Tagged, read_conll
+from tests.tasks.helpers import FUZZ, one_line
 
-EXAMPLES = int(os.environ.get("RNNLAB_FUZZ_EXAMPLES", 200))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None)
 WORD = st.text(
     st.characters(blacklist_categories=["Cs", "Cc", "Zs", "Zl", "Zp"]), min_size=1, max_size=6
 )
@@ -27,13 +25,6 @@ SEQUENCES = st.lists(
     ),
     max_size=4,
 )
-
-
-def one_line(exc: BaseException) -> str:
-    assert isinstance(exc, RnnlabError), repr(exc)
-    message = str(exc)
-    assert message and "\n" not in message and "\r" not in message, message
-    return message
 
 
 @FUZZ

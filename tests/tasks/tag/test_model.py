@@ -7,31 +7,11 @@ import json
 import pytest
 import torch
 
-from rnnlab.core.registry import RecurrentConfig
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.tag.config import TaggerConfig
 from rnnlab.tasks.tag.model import Tagger
 from rnnlab.tasks.tag.task import TASK
-
-# (cell, layers, bidirectional): torch's fused kernel, rnnlab's own loop, stacked, both ways
-RNNS = [("lstm", 1, False), ("gru", 2, True), ("minimal-gru", 1, True), ("elman", 2, False)]
-
-
-def rnn(cell: str, layers: int, bi: bool, hidden: int = 12) -> RecurrentConfig:
-    return RecurrentConfig(cell, hidden, num_layers=layers, bidirectional=bi)
-
-
-def ragged(lengths: list[int], vocab: int, seed: int = 0) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randint(3, vocab, (n,), generator=g) for n in lengths]
-
-
-def pad(seqs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([len(s) for s in seqs])
-    out = torch.zeros(len(seqs), int(lengths.max()), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = s
-    return out, lengths
+from tests.tasks.helpers import RNNS, fit, pad, ragged, rnn
 
 
 @pytest.mark.parametrize(("cell", "layers", "bi"), RNNS)
@@ -48,16 +28,6 @@ def test_tagger_padding(cell: str, layers: int, bi: bool) -> None:
         torch.testing.assert_close(logits[i, : len(s)], lg[0], atol=1e-5, rtol=1e-5)
         total += float(loss_i) * len(s)
     assert float(loss) == pytest.approx(total / sum(len(s) for s in seqs), abs=1e-5)
-
-
-def fit(model: torch.nn.Module, batch: tuple, steps: int, lr: float = 0.02) -> float:
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(steps):
-        _, loss = model(*batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return float(loss.detach())
 
 
 def test_tagger_overfits() -> None:

@@ -10,23 +10,7 @@ from pathlib import Path
 import pytest
 
 from rnnlab.cli import main
-
-FAST = ["--max-steps", "4", "--eval-every", "2", "--hidden", "8", "--no-progress"]
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "v0_1_0"
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str], match: str) -> None:
-    code, _, err = run(argv, capsys)
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.startswith("rnnlab: error:")]
-    assert len(lines) == 1 and match in lines[0], err
-    assert "Traceback" not in err
+from tests.tasks.helpers import FAST, FIXTURES, RNNLAB_ERROR, one_line_error, run
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +72,7 @@ def test_punct_tags_converter(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     code, out, _ = run(["data", "punct-tags", "--data", str(text), "--out", str(text)], capsys)
     assert code == 0 and out.startswith("wrote 1 sequences, 2 tokens")
     assert text.read_text() == "speak\t^,\nspeak\t.\n\n"
-    one_line_error(["data", "punct-tags"], capsys, "needs --out FILE")
+    one_line_error(["data", "punct-tags"], capsys, "needs --out FILE", prefix=RNNLAB_ERROR)
 
 
 # -- bad input: one line, non-zero exit ---------------------------------------------------------
@@ -96,13 +80,28 @@ def test_bad_training_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     out = ["--out", str(tmp_path / "o"), *FAST]
     conll = tmp_path / "d.conll"
     conll.write_text("a\tX\n\nb X Y\n")
-    one_line_error(["train", "tag", "--data", str(conll), *out], capsys, "d.conll:3: expected")
+    one_line_error(
+        ["train", "tag", "--data", str(conll), *out],
+        capsys,
+        "d.conll:3: expected",
+        prefix=RNNLAB_ERROR,
+    )
     conll.write_text("a\tX\n\nb\tY\n")
-    one_line_error(["train", "tag", "--data", str(conll), *out], capsys, "too few to split")
+    one_line_error(
+        ["train", "tag", "--data", str(conll), *out],
+        capsys,
+        "too few to split",
+        prefix=RNNLAB_ERROR,
+    )
 
 
 def test_bad_inference_input(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    one_line_error(["tag", str(run_dir), " -- !"], capsys, "no words to tag in ' -- !'")
     one_line_error(
-        ["tag", str(FIXTURES / "classify"), "a b"], capsys, "is a 'classify' checkpoint, not tag"
+        ["tag", str(run_dir), " -- !"], capsys, "no words to tag in ' -- !'", prefix=RNNLAB_ERROR
+    )
+    one_line_error(
+        ["tag", str(FIXTURES / "classify"), "a b"],
+        capsys,
+        "is a 'classify' checkpoint, not tag",
+        prefix=RNNLAB_ERROR,
     )
