@@ -18,8 +18,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from rnnlab.config import Config, add_arguments, given, paths, read_config_file, resolve, walk
+from rnnlab.config import Config, paths, resolve, walk
+from rnnlab.configfile import read_config_file
 from rnnlab.errors import RnnlabError
+from rnnlab.flags import add_arguments, given
 
 
 class _Parser(argparse.ArgumentParser):

@@ -12,25 +12,22 @@ A config is a frozen dataclass that subclasses :class:`Config` and declares its 
 Construction validates every field (type, choices, range) and then :meth:`Config.check` (rules
 across fields), raising :class:`~rnnlab.errors.RnnlabError` with a one-line message.
 :meth:`Config.to_meta` and :meth:`Config.from_meta` convert to and from JSON-able dicts (for
-checkpoints and ``--config`` files). :func:`add_arguments` derives the command-line flags
-(``--warmup-steps``, kept old spellings as aliases) and :func:`resolve` merges defaults, a saved
-run config, a config file and the flags given into one config.
+checkpoints and ``--config`` files, which :mod:`rnnlab.configfile` reads).
+:func:`rnnlab.flags.add_arguments` derives the command-line flags (``--warmup-steps``, old
+spellings kept as aliases) and :func:`resolve` merges defaults, a saved run config, a config
+file and the flags given into one config.
 
 This module imports neither torch nor anything heavy: building ``--help`` must stay fast.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
-import stat
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from rnnlab.errors import RnnlabError
@@ -289,241 +286,6 @@ def _from_json(kind: _Kind, value: Any, where: str) -> Any:
     return value
 
 
-# -- config files -------------------------------------------------------------------------------
-MAX_CONFIG_BYTES = 1 << 20
-#: Deepest nesting a config file may have (rnnlab's configs nest three levels).
-MAX_CONFIG_DEPTH = 32
-#: Most values a config file may hold once YAML aliases are expanded (a "billion laughs" file
-#: declares billions in a few hundred bytes).
-MAX_CONFIG_VALUES = 100_000
-
-
-def read_config_file(path: Path | str) -> dict[str, Any]:
-    """The options in a JSON (``.json``) or YAML (``.yaml``/``.yml``) file, as a dict.
-
-    Only data is read, never code: YAML's plain types (mappings with string keys, lists,
-    strings, numbers, booleans, null); any other tag (``!!python/...``, ``!!binary``, dates) is
-    refused, as are files over :data:`MAX_CONFIG_BYTES`, nesting deeper than
-    :data:`MAX_CONFIG_DEPTH` and more than :data:`MAX_CONFIG_VALUES` values after alias expansion.
-
-    Raises:
-        RnnlabError: one line naming the file, for every way it can be wrong.
-    """
-    path = Path(path)
-    name = str(path) if str(path).isprintable() else repr(str(path))[1:-1]
-    try:
-        info = path.stat()
-        if stat.S_ISDIR(info.st_mode):
-            raise RnnlabError(f"config file {name} is a directory")
-        if not stat.S_ISREG(info.st_mode):
-            raise RnnlabError(f"config file {name} is not a regular file")
-        if info.st_size > MAX_CONFIG_BYTES:
-            raise RnnlabError(f"config file {name} is larger than {MAX_CONFIG_BYTES} bytes")
-        data = path.read_bytes()[: MAX_CONFIG_BYTES + 1]
-    except FileNotFoundError:
-        raise RnnlabError(f"config file {name} does not exist") from None
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise RnnlabError(f"cannot read config file {name}: {reason}") from None
-    if len(data) > MAX_CONFIG_BYTES:  # it grew since stat
-        raise RnnlabError(f"config file {name} is larger than {MAX_CONFIG_BYTES} bytes")
-    try:
-        text = data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as exc:
-        raise RnnlabError(
-            f"config file {name} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
-            f"{exc.start})"
-        ) from None
-    if path.suffix.lower() in (".yaml", ".yml"):
-        options = _read_yaml(text, name)
-    else:
-        options = _read_json(text, name)
-    if not isinstance(options, dict):
-        raise RnnlabError(
-            f"config file {name} must hold a mapping of options, not {_kind_of(options)}"
-        )
-    return options
-
-
-def _read_json(text: str, name: str) -> Any:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RnnlabError(f"config file {name} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise RnnlabError(f"config file {name} nests deeper than {MAX_CONFIG_DEPTH}") from None
-    except ValueError as exc:  # an integer of more than 4300 digits
-        raise RnnlabError(f"config file {name}: {str(exc).splitlines()[0][:100]}") from None
-    budget = [MAX_CONFIG_VALUES]
-
-    def check(value: Any, depth: int) -> None:
-        budget[0] -= 1
-        if budget[0] < 0:
-            raise RnnlabError(f"config file {name} holds more than {MAX_CONFIG_VALUES} values")
-        if depth > MAX_CONFIG_DEPTH:
-            raise RnnlabError(f"config file {name} nests deeper than {MAX_CONFIG_DEPTH}")
-        if isinstance(value, dict):
-            for item in value.values():
-                check(item, depth + 1)
-        elif isinstance(value, list):
-            for item in value:
-                check(item, depth + 1)
-
-    check(data, 0)
-    return data
-
-
-def _read_yaml(text: str, name: str) -> Any:
-    """YAML's data, built from its node graph by hand: only plain tags, bounded depth and size
-    (aliases are counted each time they are used, so a "billion laughs" stops early)."""
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        depth = 0
-
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            self.depth += 1
-            if self.depth > MAX_CONFIG_DEPTH:
-                raise RnnlabError(f"config file {name} nests deeper than {MAX_CONFIG_DEPTH}")
-            try:
-                return super().compose_node(parent, index)
-            finally:
-                self.depth -= 1
-
-    loader = None
-    try:
-        loader = Loader(text)  # checks the characters at once
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        budget = [MAX_CONFIG_VALUES]
-        return _yaml_value(loader, node, name, budget, 0)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = " ".join(str(exc.problem or exc.context or "").split())
-        raise RnnlabError(f"config file {name} is not valid YAML: {problem}{where}") from None
-    except yaml.YAMLError as exc:
-        first = " ".join(str(exc).split())[:120] or type(exc).__name__
-        raise RnnlabError(f"config file {name} is not valid YAML: {first}") from None
-    except RecursionError:
-        raise RnnlabError(f"config file {name} nests deeper than {MAX_CONFIG_DEPTH}") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-
-
-_YAML = "tag:yaml.org,2002:"
-
-
-def _yaml_value(loader: Any, node: Any, name: str, budget: list[int], depth: int) -> Any:
-    import yaml
-
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise RnnlabError(
-            f"config file {name} expands to more than {MAX_CONFIG_VALUES} values (YAML aliases?)"
-        )
-    if depth > MAX_CONFIG_DEPTH:
-        raise RnnlabError(f"config file {name} nests deeper than {MAX_CONFIG_DEPTH}")
-    line = node.start_mark.line + 1
-    tag = node.tag
-    if isinstance(node, yaml.ScalarNode):
-        if tag == _YAML + "str":
-            return node.value
-        construct = {
-            _YAML + "null": loader.construct_yaml_null,
-            _YAML + "bool": loader.construct_yaml_bool,
-            _YAML + "int": loader.construct_yaml_int,
-            _YAML + "float": loader.construct_yaml_float,
-        }.get(tag)
-        if construct is not None:
-            try:
-                return construct(node)
-            except (ValueError, KeyError):  # !!int abc, !!bool maybe, 5000 digits
-                raise RnnlabError(
-                    f"config file {name} is not valid YAML: {node.value[:40]!r} is not a "
-                    f"valid {tag.removeprefix(_YAML)} (line {line})"
-                ) from None
-    elif isinstance(node, yaml.SequenceNode) and tag == _YAML + "seq":
-        return [_yaml_value(loader, item, name, budget, depth + 1) for item in node.value]
-    elif isinstance(node, yaml.MappingNode) and tag == _YAML + "map":
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == _YAML + "str"):
-                raise RnnlabError(
-                    f"config file {name} is not valid YAML for rnnlab: option names must be "
-                    f"plain strings, got {key_node.tag.removeprefix(_YAML)[:60]!r} "
-                    f"(line {key_node.start_mark.line + 1})"
-                )
-            out[key_node.value] = _yaml_value(loader, value_node, name, budget, depth + 1)
-        return out
-    shown = tag.removeprefix(_YAML) if tag.startswith(_YAML) else tag
-    raise RnnlabError(
-        f"config file {name} is not valid YAML for rnnlab: unsupported tag {shown[:60]!r} "
-        f"(line {line}; only mappings, lists, strings, numbers, booleans and null)"
-    )
-
-
-def write_config_file(path: Path | str, config: Config, **header: Any) -> None:
-    """Write ``config`` (after ``header`` keys, e.g. ``task="lm"``) as JSON, atomically."""
-    from rnnlab.train.checkpoint import atomic_write_text
-
-    atomic_write_text(Path(path), json.dumps({**header, **config.to_meta()}, indent=2) + "\n")
-
-
-# -- the command line ---------------------------------------------------------------------------
-def _flag(f: dataclasses.Field) -> str:
-    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-
-
-def _default_text(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, tuple):
-        return " ".join(map(str, value))
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _parser(f: dataclasses.Field, kind: _Kind, flag: str) -> Callable[[str], Any]:
-    """argparse ``type``: text -> value, range-checked, with a one-line error."""
-    meta = f.metadata
-    custom = meta.get("parse")
-    base = kind.base
-
-    def parse(text: str) -> Any:
-        if custom is not None:
-            try:
-                value = custom(text)
-            except (RnnlabError, ValueError) as exc:
-                raise argparse.ArgumentTypeError(str(exc)) from None
-        elif base is int:
-            try:
-                value = int(text)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        elif base is float:
-            try:
-                value = float(text)
-            except ValueError:
-                value = math.nan
-            if not math.isfinite(value):
-                raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
-        else:
-            value = text
-        check = meta.get("check")
-        if check is not None and not check(value):
-            raise argparse.ArgumentTypeError(f"expected a value {check.text}, got {text!r}")
-        return value
-
-    parse.__name__ = flag
-    return parse
-
-
 def walk(cls: type[Config], prefix: str = "") -> Iterator[tuple[str, dataclasses.Field, _Kind]]:
     """Every scalar field of ``cls`` and its nested configs, with its dotted path."""
     for f, kind in _fields(cls):
@@ -534,107 +296,11 @@ def walk(cls: type[Config], prefix: str = "") -> Iterator[tuple[str, dataclasses
             yield path, f, kind
 
 
-def add_arguments(
-    parser: argparse.ArgumentParser,
-    cls: type[Config],
-    defaults: Config | None = None,
-    seen: set[str] | None = None,
-) -> None:
-    """Add a flag (or positional argument) for every scalar field of ``cls`` and its nested
-    configs, one argument group per config. Values given land in the namespace under their
-    dotted path (``"rnn.cell"``); absent ones are not set at all (see :func:`given`).
-
-    Args:
-        defaults: the instance whose values ``--help`` shows (default ``cls()``).
-        seen: flags already taken in ``parser`` (shared across calls to catch a clash).
-    """
-    defaults = defaults if defaults is not None else _default_instance(cls)
-    _add_group(parser, cls, defaults, "", seen if seen is not None else set())
-
-
 def _default_instance(cls: type[Config]) -> Config | None:
     try:
         return cls()
     except TypeError:  # required (positional) fields
         return None
-
-
-def _add_group(
-    parser: argparse.ArgumentParser, cls: type[Config], defaults: Config | None, prefix: str,
-    seen: set[str],
-) -> None:  # fmt: skip
-    doc = (cls.__doc__ or "").strip().splitlines()
-    title = cls.title or (doc[0].rstrip(".") if doc else cls.__name__)
-    group = parser.add_argument_group(title)
-    later = []
-    for f, kind in _fields(cls):
-        default = getattr(defaults, f.name) if defaults is not None else None
-        if f.metadata.get("nested"):
-            later.append((kind.base, default, prefix + f.name + "."))
-            continue
-        if not f.metadata.get("cli", True):
-            continue
-        dest = prefix + f.name
-        help_text = f.metadata["help"]
-        if f.default is not MISSING or defaults is not None:
-            help_text += f" (default: {_default_text(default)})"
-        if f.metadata.get("positional"):
-            nargs = "+" if kind.tuple_of else None
-            group.add_argument(
-                dest, type=_parser(f, kind, f.name), nargs=nargs, choices=f.metadata["choices"],
-                metavar=f.metadata.get("metavar") or f.name.upper(), help=help_text,
-            )  # fmt: skip
-            continue
-        flag = _flag(f)
-        names = [flag, *f.metadata["aliases"]]
-        for name in names:
-            if name in seen:
-                raise TypeError(f"{cls.__name__}.{f.name}: flag {name} is declared twice")
-            seen.add(name)
-        if kind.base is bool and not kind.tuple_of:
-            off = ["--no-" + flag[2:], *f.metadata["off_aliases"]]
-            seen.update(off)
-            group.add_argument(
-                *names, dest=dest, action="store_const", const=True,
-                default=argparse.SUPPRESS, help=help_text,
-            )  # fmt: skip
-            group.add_argument(
-                *off, dest=dest, action="store_const", const=False,
-                default=argparse.SUPPRESS, help=argparse.SUPPRESS,
-            )  # fmt: skip
-            continue
-        choices = f.metadata.get("choices")
-        metavar = f.metadata.get("metavar") or (
-            "{" + ",".join(choices) + "}" if choices else f.name.upper()
-        )
-        if f.metadata.get("const", MISSING) is not MISSING:
-            group.add_argument(
-                *names, dest=dest, type=_parser(f, kind, flag), default=argparse.SUPPRESS,
-                choices=choices, metavar=metavar, help=help_text, nargs="?",
-                const=f.metadata["const"],
-            )  # fmt: skip
-            continue
-        group.add_argument(
-            *names, dest=dest, type=_parser(f, kind, flag), default=argparse.SUPPRESS,
-            choices=choices, metavar=metavar, help=help_text,
-            action="append" if f.metadata.get("repeat") else "store",
-            nargs="+" if kind.tuple_of and not f.metadata.get("repeat") else None,
-        )  # fmt: skip
-    for sub, sub_default, sub_prefix in later:
-        _add_group(parser, sub, sub_default, sub_prefix, seen)
-
-
-def given(namespace: argparse.Namespace, cls: type[Config]) -> dict[str, Any]:
-    """The values the command line set for ``cls``'s fields, as a nested dict."""
-    out: dict[str, Any] = {}
-    values = vars(namespace)
-    for path, _, kind in walk(cls):
-        if path in values:
-            value = values[path]
-            if kind.tuple_of and isinstance(value, list):
-                value = tuple(value)
-            _set(out, path, value)
-    return out
 
 
 def _set(tree: dict[str, Any], path: str, value: Any) -> None:
@@ -706,19 +372,15 @@ def resolve(
 __all__ = [
     "Check",
     "Config",
-    "add_arguments",
     "at_least",
     "fraction",
-    "given",
     "nested",
     "non_negative",
     "option",
     "paths",
     "positive",
     "probability",
-    "read_config_file",
     "resolve",
     "unit_interval",
     "walk",
-    "write_config_file",
 ]

@@ -91,7 +91,7 @@ def test_config_file_of_another_task_is_refused(tmp_path, capsys) -> None:
 
 
 def test_train_help_has_one_group_per_config_and_bidirectional_flags_work() -> None:
-    from rnnlab.config import given
+    from rnnlab.flags import given
     from rnnlab.tasks import get_task
 
     parser = build_parser()

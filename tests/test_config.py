@@ -13,19 +13,11 @@ from hypothesis import given as hgiven
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from rnnlab.config import (
-    Config,
-    add_arguments,
-    given,
-    nested,
-    option,
-    positive,
-    probability,
-    read_config_file,
-    resolve,
-)
+from rnnlab.config import Config, nested, option, positive, probability, resolve
+from rnnlab.configfile import read_config_file
 from rnnlab.core.registry import RecurrentConfig
 from rnnlab.errors import RnnlabError
+from rnnlab.flags import add_arguments, given
 from rnnlab.train.config import TrainConfig
 
 

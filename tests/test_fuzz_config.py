@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnlab.cli import main
-from rnnlab.config import MAX_CONFIG_BYTES, read_config_file
+from rnnlab.configfile import MAX_CONFIG_BYTES, read_config_file
 from rnnlab.errors import RnnlabError
 from rnnlab.train.config import TrainConfig
 

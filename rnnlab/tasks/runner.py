@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rnnlab.config import Check, Config, option, write_config_file
+from rnnlab.config import Check, Config, option
+from rnnlab.configfile import write_config_file
 from rnnlab.data.vocab import Vocab
 from rnnlab.errors import RnnlabError
 
@@ -195,7 +196,7 @@ def saved_config(out: str | None) -> dict[str, Any]:
     path = Path(out) / "config.json" if out else None
     if path is None or not path.is_file():
         return {}
-    from rnnlab.config import read_config_file
+    from rnnlab.configfile import read_config_file
 
     data = read_config_file(path)
     data.pop("task", None)

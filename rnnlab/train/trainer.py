@@ -50,16 +50,10 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.errors import RnnlabError
-from rnnlab.train.checkpoint import (
-    atomic_write_text,
-    check_same_meta,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from rnnlab.train.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from rnnlab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig, lr_at
 from rnnlab.train.regularizers import NormStabilizer
+from rnnlab.train.resume import check_same_meta, rng_state, set_rng_state
 from rnnlab.train.runlog import RunLog, plot_loss_curves
 
 #: Before the first validation has been timed, the share of a time budget kept for the final one.

@@ -7,8 +7,9 @@ import argparse
 import pytest
 import torch
 
-from rnnlab.config import add_arguments, given, resolve
+from rnnlab.config import resolve
 from rnnlab.errors import RnnlabError
+from rnnlab.flags import add_arguments, given
 from rnnlab.tasks.runner import RunConfig, resolve_device
 
 

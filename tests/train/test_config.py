@@ -7,9 +7,10 @@ import argparse
 
 import pytest
 
-from rnnlab.config import add_arguments, given, resolve
+from rnnlab.config import resolve
 from rnnlab.core.registry import RecurrentConfig
 from rnnlab.errors import RnnlabError
+from rnnlab.flags import add_arguments, given
 from rnnlab.tasks.runner import RunConfig
 from rnnlab.train.config import TrainConfig, lr_at, parse_duration
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from rnnlab.cli import build_parser, main
-from rnnlab.config import given, resolve
+from rnnlab.config import resolve
+from rnnlab.flags import given
 from rnnlab.tasks.caption.data import save_image
 from rnnlab.tasks.caption.task import CaptionTaskConfig
 from tests.tasks.helpers import FAST, FIXTURES, one_line_error, run

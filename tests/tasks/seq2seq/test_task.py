@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from rnnlab.cli import build_parser, main
-from rnnlab.config import given, resolve
+from rnnlab.config import resolve
 from rnnlab.errors import RnnlabError
+from rnnlab.flags import given
 from rnnlab.tasks.seq2seq.task import TASK, Seq2SeqTaskConfig
 from tests.tasks.helpers import FAST, FIXTURES, one_line_error, run
 
