@@ -77,16 +77,18 @@ def _train(ns: argparse.Namespace) -> int:
 
 
 def _use(ns: argparse.Namespace) -> int:
+    from rnnlab.machine import choose_threads
     from rnnlab.tasks import get_task
     from rnnlab.tasks.runner import UseConfig, load_run, resolve_device
+    from rnnlab.train.trainer import autocast
 
     task = get_task(ns.task_name)
     options = _options(task.commands[ns.command], ns)
     machine = resolve(UseConfig, explicit=[given(ns, UseConfig)])
-    run = load_run(
-        options.checkpoint, resolve_device(machine.device, machine.threads), task=task.name
-    )
-    return getattr(task, ns.command.replace("-", "_"))(run, options)
+    choose_threads(machine.threads)
+    run = load_run(options.checkpoint, resolve_device(machine.device), task=task.name)
+    with autocast(run.device, machine.precision):
+        return getattr(task, ns.command.replace("-", "_"))(run, options)
 
 
 def _convert(ns: argparse.Namespace) -> int:

@@ -35,6 +35,8 @@ from rnnlab.core.layers import Recurrent
 class _TorchCompatible(Recurrent):
     """Recurrent with torch.nn's argument order, defaults and parameter names."""
 
+    recur_in_weight_dtype = False  # under autocast: the dtype torch's modules give
+
     def __init__(
         self,
         cell: CellFactory,

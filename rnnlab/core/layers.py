@@ -142,6 +142,12 @@ class Recurrent(nn.Module):
         (torch.Size([3, 5, 32]), torch.Size([4, 3, 16]))
     """
 
+    #: Under :func:`torch.autocast` (``--precision bf16``) the layer runs in its weights' dtype
+    #: (the input and state cast to it, autocast off inside): a recurrence accumulates rounding
+    #: over its time steps, and the C++ kernels compute in float32/float64. The torch.nn
+    #: drop-ins set this to False and leave their dtype to autocast, as torch's modules do.
+    recur_in_weight_dtype: bool = True
+
     def __init__(
         self,
         cell: CellFactory,
@@ -342,6 +348,13 @@ class Recurrent(nn.Module):
         lengths: Tensor | Sequence[int] | None = None,
     ) -> tuple[Tensor | PackedSequence, State] | tuple[Tensor | PackedSequence, State, State]:
         packed = isinstance(input, PackedSequence)
+        data = input.data if packed else input
+        if (
+            self.recur_in_weight_dtype
+            and isinstance(data, Tensor)
+            and torch.is_autocast_enabled(data.device.type)
+        ):
+            return self._forward_without_autocast(input, state, lengths, data.device.type)
         if packed:
             if lengths is not None:
                 raise ValueError("give lengths or a PackedSequence, not both")
@@ -389,6 +402,28 @@ class Recurrent(nn.Module):
         if self.return_states:
             return out, final, states
         return out, final
+
+    def _forward_without_autocast(
+        self,
+        input: Tensor | PackedSequence,
+        state: State | None,
+        lengths: Tensor | Sequence[int] | None,
+        device_type: str,
+    ) -> tuple[Tensor | PackedSequence, State] | tuple[Tensor | PackedSequence, State, State]:
+        """Under autocast (``--precision bf16``): the recurrence in the weights' dtype, with
+        the input and state cast to it (see :attr:`recur_in_weight_dtype`)."""
+        dtype = next(self.parameters()).dtype
+        if isinstance(input, Tensor) and input.is_floating_point():
+            input = input.to(dtype)
+        elif isinstance(input, PackedSequence) and input.data.is_floating_point():
+            input = input.to(dtype=dtype)
+        if state is not None:
+            state = map_state(
+                lambda s: s.to(dtype) if isinstance(s, Tensor) and s.is_floating_point() else s,
+                state,
+            )
+        with torch.autocast(device_type, enabled=False):
+            return self.forward(input, state, lengths)
 
     def _forward_time_major(
         self, x: Tensor, state: State | None, lengths: Tensor | None

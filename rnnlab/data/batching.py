@@ -91,5 +91,43 @@ class Batches(Generic[T]):
     def __iter__(self) -> Iterator[tuple]:
         return self(0)
 
+    def shard(self, rank: int, world: int) -> ShardOfBatches[T]:
+        """Rank ``rank``'s part of every batch, for ``world`` processes training together
+        (a distributed sampler that keeps this run's global batches)."""
+        return ShardOfBatches(self, rank, world)
 
-__all__ = ["Batches", "chunks", "pad_batch"]
+
+class ShardOfBatches(Generic[T]):
+    """One rank's part of each batch of :class:`Batches`: the same shuffle on every rank (seeded
+    by the epoch), each global batch split in ``world`` contiguous parts as even as possible,
+    and only this rank's examples collated. A last batch with fewer examples than processes is
+    skipped by every rank.
+    """
+
+    def __init__(self, batches: Batches[T], rank: int, world: int) -> None:
+        if not 0 <= rank < world:
+            raise RnnlabError(f"rank {rank} is not in [0, {world})")
+        if batches.batch_size < world:
+            raise RnnlabError(
+                f"--batch {batches.batch_size} is smaller than the {world} processes: each "
+                "needs at least one example of every batch"
+            )
+        self.batches, self.rank, self.world = batches, rank, world
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.batches.items), self.batches.batch_size)
+        return full + (1 if rest >= self.world else 0)
+
+    def __call__(self, epoch: int = 0) -> Iterator[tuple]:
+        b = self.batches
+        order = b.order(epoch)
+        for k in range(0, len(order), b.batch_size):
+            batch = order[k : k + b.batch_size]
+            if len(batch) < self.world:
+                continue
+            n = len(batch)
+            mine = batch[self.rank * n // self.world : (self.rank + 1) * n // self.world]
+            yield b.collate([b.items[i] for i in mine])
+
+
+__all__ = ["Batches", "ShardOfBatches", "chunks", "pad_batch"]

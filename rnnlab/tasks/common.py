@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from rnnlab.core.layers import Recurrent
 from rnnlab.core.state import State, hidden_part
+from rnnlab.train import distributed
 
 if TYPE_CHECKING:
     from rnnlab.tasks.classify.config import SplitConfig
@@ -83,12 +84,14 @@ def mean_loss(
     size: int = 256,
 ) -> float:
     """The mean loss per token of ``model`` on ``items``: each batch's mean loss weighted by its
-    ``tokens(batch)`` (0.0 for no tokens)."""
+    ``tokens(batch)`` (0.0 for no tokens). In a distributed validation each rank scores its part
+    of ``items`` and the sums are combined (:mod:`rnnlab.train.distributed`)."""
     total, n = 0.0, 0
-    for batch, _, loss in evaluate_batches(model, items, collate, size):
+    for batch, _, loss in evaluate_batches(model, distributed.shard(items), collate, size):
         count = tokens(batch)
         total += float(loss) * count
         n += count
+    total, n = distributed.reduce_sums([total, n])
     return total / max(n, 1)
 
 
@@ -106,13 +109,15 @@ def predictions(
     pred: list[int] = []
     gold: list[int] = []
     total = 0.0
-    for batch, logits, loss in evaluate_batches(model, items, collate):
+    for batch, logits, loss in evaluate_batches(model, distributed.shard(items), collate):
         y = batch[-1]
         keep = mask(batch) if mask is not None else torch.ones_like(y, dtype=torch.bool)
         pred += logits.argmax(-1)[keep].tolist()
         targets = y[keep].tolist()
         gold += targets
         total += float(loss) * len(targets)
+    (total,) = distributed.reduce_sums([total])
+    pred, gold = distributed.gather_list(pred), distributed.gather_list(gold)
     return pred, gold, total / len(gold)
 
 

@@ -22,6 +22,7 @@ from rnnlab.config import Check, Config, option
 from rnnlab.configfile import write_config_file
 from rnnlab.data.vocab import Vocab
 from rnnlab.errors import RnnlabError
+from rnnlab.train.config import PRECISIONS
 
 if TYPE_CHECKING:
     import torch
@@ -56,8 +57,8 @@ class RunConfig(Config):
     overwrite: bool = option(False, help="start afresh even if --out holds a run (deletes it)")
     device: str = option("auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
     threads: int | None = option(
-        None, check=THREADS, help="torch CPU threads (default: torch's, one per core; "
-        "use 1 on a busy machine)"
+        None, check=THREADS, help="torch CPU threads (default: the cores that other processes "
+        "leave free, checked every few seconds)"
     )  # fmt: skip
 
 
@@ -69,7 +70,11 @@ class UseConfig(Config):
 
     device: str = option("auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
     threads: int | None = option(
-        None, check=THREADS, help="torch CPU threads (default: torch's, one per core)"
+        None, check=THREADS, help="torch CPU threads (default: the cores that other processes "
+        "leave free)"
+    )  # fmt: skip
+    precision: str = option(
+        "fp32", choices=PRECISIONS, help="bf16: run the model under torch.autocast with bfloat16"
     )
 
 
@@ -218,13 +223,35 @@ def check_model_size(model: nn.Module, what: str) -> None:
 
 
 def train(task: Task, config: Any, run: RunConfig) -> int:
-    """Train ``task`` with ``config``; print how it went; score the best checkpoint."""
+    """Train ``task`` with ``config``; print how it went; score the best checkpoint.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the processes train one model together
+    (:mod:`rnnlab.train.distributed`): rank 0 chooses and writes the run directory, prints, and
+    scores the best checkpoint; the other ranks return 0 after training.
+    """
+    from rnnlab.train import distributed
+
+    group = distributed.init(run.device)
+    try:
+        return _train(task, config, run, group)
+    except RuntimeError as exc:
+        if group is None or not distributed.is_collective_failure(exc):
+            raise
+        raise distributed.lost_peer(exc) from None
+    finally:
+        distributed.close()
+
+
+def _train(task: Task, config: Any, run: RunConfig, group: Any) -> int:
     import torch
 
-    from rnnlab.train.trainer import Trainer
+    from rnnlab.machine import choose_threads
+    from rnnlab.train import distributed
+    from rnnlab.train.trainer import Trainer, autocast
 
-    device = resolve_device(run.device, run.threads)
-    out = prepare_out_dir(run, task.name)
+    device = group.device if group is not None else resolve_device(run.device)
+    threads = choose_threads(run.threads)
+    out = distributed.on_main(lambda: prepare_out_dir(run, task.name))  # one directory, rank 0's
     data = task.load(config)
     with torch.device("meta"):  # its size, before anything is allocated
         check_model_size(task.build_model(config, data), f"the {task.name} model")
@@ -237,7 +264,7 @@ def train(task: Task, config: Any, run: RunConfig) -> int:
         "data": {"source": data.source, **data.provenance},
         "config": config.to_meta(),
     }
-    batches = task.batches(config, data)
+    batches = distributed.shard_batches(task.batches(config, data), group)
     trainer = Trainer(
         model,
         config.train,
@@ -247,21 +274,30 @@ def train(task: Task, config: Any, run: RunConfig) -> int:
         meta=meta,
         resume=run.resume,
         identity=IDENTITY,
+        group=group,
+        threads=threads,
     )
     if run.resume:
         trainer.restore()  # refuses a run of other options before its config.json changes
     verb = "resuming" if run.resume else "training"  # after the checks: an error is one line
-    print(
-        f"{verb} {task.describe(config, data)} ({count_parameters(model):,} parameters); "
-        f"{len(batches)} batches per epoch; {config.train.describe_limits()}; -> {out}",
+    distributed.print_main(
+        f"{verb} {task.describe(config, data)} ({count_parameters(model):,} parameters)"
+        f"{distributed.describe(group)}; {len(batches)} batches per epoch; "
+        f"{config.train.describe_limits()}; -> {out}",
         file=sys.stderr,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    write_config_file(out / "config.json", config, task=task.name)
+
+    def write_config() -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_config_file(out / "config.json", config, task=task.name)
+
+    distributed.on_main(write_config)
     result = trainer.fit(batches)
     if result.stopped == "nan":
-        print(f"rnnlab: error: {result.message}", file=sys.stderr)
+        distributed.print_main(f"rnnlab: error: {result.message}", file=sys.stderr)
         return 1
+    if group is not None and not group.main:
+        return 0  # rank 0 reports and scores the best checkpoint
     summary = f"done ({result.stopped}) after {result.steps} steps, {result.elapsed:.0f}s"
     if result.tokens_per_s:
         summary += f", {result.tokens_per_s:,.0f} {data.unit or task.unit}/s"
@@ -269,7 +305,8 @@ def train(task: Task, config: Any, run: RunConfig) -> int:
         summary += f"; best validation loss {result.best_val_loss:.4f} at step {result.best_step}"
     print(summary, file=sys.stderr)
     best = load_run(out, device)
-    report = task.test(best, data, config)
+    with autocast(device, config.train.precision):
+        report = task.test(best, data, config)
     if report is not None:
         record = {
             **report.metrics,

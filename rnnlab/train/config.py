@@ -31,6 +31,9 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+#: ``--precision``: fp32, or bf16 autocast (see docs/SCALING.md for what runs in which)
+PRECISIONS = ("fp32", "bf16")
+
 #: (0, 1]: the step schedule's factor and period
 _UP_TO_ONE = Check(lambda v: 0 < v <= 1, "in (0, 1]")
 #: a seed torch.manual_seed takes
@@ -50,7 +53,10 @@ class TrainConfig(Config):
 
     title = "training"
 
-    batch_size: int = option(32, check=positive, aliases=("--batch",), help="batch size")
+    batch_size: int = option(
+        32, check=positive, aliases=("--batch",), help="batch size (of the whole run: under "
+        "torchrun each process trains on its part)"
+    )  # fmt: skip
     optimizer: str = option("adam", choices=OPTIMIZERS, help="the optimizer")
     lr: float = option(2e-3, check=_LR, help="peak learning rate")
     weight_decay: float = option(
@@ -122,6 +128,10 @@ class TrainConfig(Config):
         check=SEED,
         help="seeds torch, numpy and random at the start of a fresh run",
     )
+    precision: str = option(
+        "fp32", choices=PRECISIONS, help="bf16: forward passes under torch.autocast with "
+        "bfloat16 (matrix products in bf16, the recurrent kernels and the losses in fp32)"
+    )  # fmt: skip
     log_every: int = option(10, check=positive, help="write a row of metrics.csv every N steps")
     tensorboard: bool = option(False, help="also log to RUN/tensorboard")
     progress: bool = option(True, help="show a progress bar")
@@ -165,4 +175,12 @@ def lr_at(step: int, config: TrainConfig, progress: float | None = None) -> floa
     return hi
 
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "SEED", "TrainConfig", "lr_at", "parse_duration"]
+__all__ = [
+    "OPTIMIZERS",
+    "PRECISIONS",
+    "SCHEDULES",
+    "SEED",
+    "TrainConfig",
+    "lr_at",
+    "parse_duration",
+]

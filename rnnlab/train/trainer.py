@@ -43,18 +43,22 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from rnnlab.errors import RnnlabError
+from rnnlab.train import distributed
 from rnnlab.train.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from rnnlab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig, lr_at
 from rnnlab.train.regularizers import NormStabilizer
 from rnnlab.train.resume import check_same_meta, rng_state, set_rng_state
 from rnnlab.train.runlog import RunLog, plot_loss_curves
+
+if TYPE_CHECKING:
+    from rnnlab.machine import ThreadPolicy
 
 #: Before the first validation has been timed, the share of a time budget kept for the final one.
 EVAL_RESERVE = 0.1
@@ -140,6 +144,12 @@ class Trainer:
         resume: continue the run in ``out_dir/last`` exactly where it stopped.
         identity: the keys of ``meta`` that must equal the checkpoint's for a resume (the
             model and its data; default: all of them).
+        group: the process group of a distributed run (:func:`rnnlab.train.distributed.init`):
+            the model is trained in DistributedDataParallel, ``batches`` must already be this
+            rank's part (:func:`~rnnlab.train.distributed.shard_batches`), ``evaluate`` runs
+            inside :func:`~rnnlab.train.distributed.evaluation`, and rank 0 alone writes.
+        threads: a :class:`~rnnlab.machine.ThreadPolicy` updated after every step (the CPU
+            threads follow the cores that other processes leave free).
 
     Example::
 
@@ -157,6 +167,8 @@ class Trainer:
         meta: dict | None = None,
         resume: bool = False,
         identity: Sequence[str] | None = None,
+        group: distributed.Group | None = None,
+        threads: ThreadPolicy | None = None,
     ) -> None:
         self.model = model
         self.config = config
@@ -169,6 +181,12 @@ class Trainer:
         if resume and self.out_dir is None:
             raise RnnlabError("resume needs an output directory")
         self.device = next(model.parameters()).device
+        self.group = group
+        self.threads = threads
+        self.main = group is None or group.main  # writes files, logs, shows progress
+        # what the training forward runs through: DDP averages the gradients in backward
+        self.net = group.wrap(model) if group is not None else model
+        self.autocast = autocast(self.device, config.precision)  # --precision
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.params, config)
         self.stabilizer: NormStabilizer | None = None
@@ -214,6 +232,11 @@ class Trainer:
 
     def _stop_reason(self) -> str | None:
         c = self.config
+        if self.group is not None and c.time_budget:  # every rank stops at the same step
+            self.elapsed, seconds = distributed.broadcast(
+                [self.elapsed, -1.0 if self.eval_seconds is None else self.eval_seconds]
+            )
+            self.eval_seconds = None if seconds < 0 else seconds
         if c.max_steps and self.step >= c.max_steps:
             return "max_steps"
         if c.time_budget and self.elapsed + self._eval_reserve() >= c.time_budget:
@@ -251,13 +274,21 @@ class Trainer:
         return state
 
     def _save(self, name: str, with_state: bool) -> None:
+        """Write checkpoint ``name`` (rank 0; in a distributed run every rank calls this: the
+        training state holds every rank's random generators and carried state)."""
         if self.out_dir is None:
             return
         if with_state:
             state, optimizer = self.training_state(), self.optimizer
+            if self.group is not None:
+                mine = {k: state[k] for k in ("rng", "loss_fn") if k in state}
+                ranks = distributed.gather_objects(mine)
+                state["world_size"] = self.group.world
+                state["ranks"] = ranks[1:] if ranks is not None else []
         else:
             state, optimizer = {"step": self.step, "metrics": self.last_metrics}, None
-        save_checkpoint(self.out_dir / name, self.model, self.meta, state, optimizer)
+        out = self.out_dir / name
+        distributed.on_main(lambda: save_checkpoint(out, self.model, self.meta, state, optimizer))
         if with_state:
             self.saved_step = self.step
 
@@ -272,7 +303,8 @@ class Trainer:
         function's state), refusing a checkpoint whose model or optimizer differ. :meth:`fit`
         calls it when resuming, unless it was called already."""
         assert self.out_dir is not None
-        ckpt = load_checkpoint(self.out_dir, prefer="last")
+        out = self.out_dir
+        ckpt = distributed.on_main(lambda: load_checkpoint(out, prefer="last"))  # rank 0 reads
         s = ckpt.training_state
         if s is None or "rng" not in s:
             raise RnnlabError(f"cannot resume from {ckpt.path}: it holds no training state")
@@ -303,6 +335,17 @@ class Trainer:
                 f"it was trained with {saved} (the batches and the carried state depend on it); "
                 f"resume with --batch {saved}, or start a new run"
             )
+        world = self.group.world if self.group is not None else 1
+        saved = s.get("world_size", 1)
+        if saved != world:
+            raise RnnlabError(
+                f"cannot resume {ckpt.path} on {world} process(es): it was trained on {saved} "
+                "(each holds its own part of the streams and random generators); resume with "
+                f"torchrun --nproc_per_node={saved}"
+                if isinstance(saved, int) and saved > 1
+                else f"cannot resume {ckpt.path} on {world} processes: it was trained on one; "
+                "resume it without torchrun"
+            )
         try:
             self.model.load_state_dict(ckpt.state_dict)
         except RuntimeError as exc:
@@ -313,12 +356,13 @@ class Trainer:
             setattr(self, key, s[key])
         self.bad_evals = s["bad_evals"]
         self.last_metrics = s["last_metrics"]
-        if "loss_fn" in s and hasattr(self.loss_fn, "load_state_dict"):
-            self.loss_fn.load_state_dict(_to_device(s["loss_fn"], self.device))
-        set_rng_state(s["rng"])
+        mine = s if self.group is None or self.group.main else s["ranks"][self.group.rank - 1]
+        if "loss_fn" in mine and hasattr(self.loss_fn, "load_state_dict"):
+            self.loss_fn.load_state_dict(_to_device(mine["loss_fn"], self.device))
+        set_rng_state(mine["rng"])
         self.saved_step = self.step
         self.restored = True
-        if self.best_step == self.step and self._best_on_disk() != self.step:
+        if self.best_step == self.step and distributed.on_main(self._best_on_disk) != self.step:
             self._save("best", with_state=False)  # killed after saving last/, before best/
 
     def _best_on_disk(self) -> int | None:
@@ -342,14 +386,28 @@ class Trainer:
         lr = lr_at(self.step, c, self.progress())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss, n_tokens = self.loss_fn(self.model, _to_device(batch, self.device))
+        with self.autocast:
+            loss, n_tokens = self.loss_fn(self.net, _to_device(batch, self.device))
         total = loss
         if self.stabilizer is not None:
             penalty = self.stabilizer.penalty()
             if penalty is not None:
                 total = loss + penalty
         loss_value = float(loss.detach())
-        if not math.isfinite(float(total.detach())):
+        total_finite = math.isfinite(float(total.detach()))
+        if self.group is not None:
+            # the global batch's mean loss: this rank's loss weighted by its share of the
+            # tokens (DDP then averages the gradients over the ranks); every rank learns here
+            # whether any rank's loss is NaN/Inf, so that all of them stop at the same step
+            weighted, tokens, bad = distributed.sum_all(
+                [loss_value * n_tokens if total_finite else 0.0, n_tokens, not total_finite]
+            )
+            if bad:
+                raise NonFinite(self.step + 1, "the loss is NaN/Inf on one of the processes")
+            if tokens > 0:
+                total = total * (self.group.world * n_tokens / tokens)
+            loss_value, n_tokens = weighted / max(tokens, 1), int(tokens)
+        if not total_finite:
             what = "the loss" if not math.isfinite(loss_value) else "the regularized loss"
             raise NonFinite(self.step + 1, f"{what} is NaN/Inf ({loss_value})")
         self.optimizer.zero_grad(set_to_none=True)
@@ -379,7 +437,7 @@ class Trainer:
             self.model.eval()
             self._show("validating")
             try:
-                with torch.no_grad():
+                with torch.no_grad(), distributed.evaluation(), self.autocast:
                     metrics = {k: float(v) for k, v in self.evaluate(self.model).items()}
             finally:
                 self._show("")
@@ -407,9 +465,11 @@ class Trainer:
         self._save("last", with_state=True)
         if improved:
             self._save("best", with_state=False)
-        self.log.plot()
+        if self.main:
+            self.log.plot()
         self.eval_seconds = time.perf_counter() - start
-        if self._bar is None and self.evaluate is not None and self.eval_seconds > SLOW_EVAL_S:
+        slow = self.evaluate is not None and self.eval_seconds > SLOW_EVAL_S
+        if self.main and self._bar is None and slow:
             print(
                 f"rnnlab: validation at step {self.step} took {self.eval_seconds:.0f}s",
                 file=sys.stderr,
@@ -431,19 +491,23 @@ class Trainer:
         if self.resume and not self.restored:
             self.restore()
         else:
-            torch.manual_seed(c.seed)
-            np.random.seed(c.seed % 2**32)
-            random.seed(c.seed)
+            # rank r > 0 of a distributed run: its own dropout masks (rank 0 draws those of a
+            # one-process run); the weights are rank 0's, broadcast by DDP
+            seed = c.seed + (self.group.rank * 1_000_003 if self.group is not None else 0)
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
         try:
             self.steps_per_epoch = len(batches)  # type: ignore[arg-type]
         except TypeError:
             self.steps_per_epoch = None
         self._check_horizon()
         _build_kernels(self.model)  # a first-use build is not charged to the time budget
-        self.log = RunLog(self.out_dir, self.step if self.resume else None, c.tensorboard)
+        out_dir = self.out_dir if self.main else None
+        self.log = RunLog(out_dir, self.step if self.resume else None, c.tensorboard)
         if c.norm_stabilizer:
             self.stabilizer = NormStabilizer(self.model, c.norm_stabilizer)
-        bar = self._bar = _progress_bar(c, self.step)
+        bar = self._bar = _progress_bar(c, self.step) if self.main else None
         meter = _Meter()
         stopped = self._stop_reason()
         evaluated_at = None
@@ -458,6 +522,8 @@ class Trainer:
                         mark = time.perf_counter()
                         continue  # resumed inside this epoch: skip what was already trained
                     outcome = self.train_step(batch)
+                    if self.threads is not None:
+                        self.threads.update()
                     self.batch_in_epoch = i + 1
                     now = time.perf_counter()
                     dt, mark = now - mark, now  # this step, its batch included
@@ -544,7 +610,7 @@ class Trainer:
             tokens_per_s=meter.total_rate(),
             message=message,
         )
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.main:
             atomic_write_text(self.out_dir / "result.json", json.dumps(asdict(result), indent=2))
         return result
 
@@ -579,6 +645,24 @@ class _Meter:
         return self.tokens / self.seconds if self.seconds else None
 
 
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The context the forward passes run in for ``precision`` (``fp32``: none; ``bf16``:
+    :func:`torch.autocast` with bfloat16 on ``device``).
+
+    Raises:
+        RnnlabError: an unknown precision, or bf16 on a device that cannot run it.
+    """
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision != "bf16":
+        raise RnnlabError(f"unknown precision {precision!r}: expected fp32 or bf16")
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise RnnlabError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16")
+    if device.type not in ("cpu", "cuda"):
+        raise RnnlabError(f"--precision bf16 is not supported on {device.type}")
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 def _build_kernels(model: nn.Module) -> None:
     """Build (first use) or load the C++ kernels now if a recurrent layer of ``model`` will run
     them (asking the layer, as its forward does: the standard LSTM runs torch's kernel)."""
@@ -610,12 +694,14 @@ def _progress_bar(config: TrainConfig, initial: int) -> Any:
 
 
 __all__ = [
+    "EVAL_RESERVE",
     "OPTIMIZERS",
     "SCHEDULES",
     "NormStabilizer",
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "autocast",
     "default_loss_fn",
     "lr_at",
     "make_optimizer",

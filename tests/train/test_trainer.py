@@ -191,7 +191,9 @@ def test_time_budget_stops_training() -> None:
     x, y = _data()
     config = TrainConfig(time_budget=0.3, progress=False, schedule="cosine")
     result = Trainer(Classifier(), config, None).fit(_batches(x, y))
-    assert result.stopped == "time_budget" and 0.3 <= result.elapsed < 2.0
+    # the validation at step 200 (nothing to evaluate, nothing to write) takes a moment, which
+    # the budget then keeps in reserve: training stops that much before 0.3 s
+    assert result.stopped == "time_budget" and 0.28 <= result.elapsed < 2.0
 
 
 def test_a_decaying_schedule_needs_a_length() -> None:

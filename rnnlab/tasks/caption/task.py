@@ -120,13 +120,14 @@ def captions_of(model: Captioner, examples: Sequence[Example], vocab: Vocab) -> 
     import torch
 
     from rnnlab.data.batching import chunks
+    from rnnlab.train import distributed
 
     device = next(model.parameters()).device
     out = []
-    for chunk in chunks(examples, 256):
+    for chunk in chunks(distributed.shard(examples), 256):
         images = torch.stack([im for im, _ in chunk]).to(device)
         out += [vocab.decode(ids) for ids in model.generate(images)]
-    return out
+    return distributed.gather_list(out)
 
 
 class CaptionTask(Task):

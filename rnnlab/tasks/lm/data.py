@@ -164,6 +164,22 @@ class StreamBatches:
         shifted.n_batches = usable // self.seq_len  # the partial window at the end is dropped
         return shifted
 
+    def shard(self, rank: int, world: int) -> StreamBatches:
+        """Rank ``rank``'s streams (a contiguous part of the B, as even as possible), for
+        ``world`` processes training together: the same windows, fewer rows."""
+        B = self.inputs.shape[0]
+        if not 0 <= rank < world:
+            raise RnnlabError(f"rank {rank} is not in [0, {world})")
+        if world > B:
+            raise RnnlabError(
+                f"--batch {B} is smaller than the {world} processes: each needs at least one "
+                "of the parallel streams"
+            )
+        rows = slice(rank * B // world, (rank + 1) * B // world)
+        mine = copy.copy(self)
+        mine.inputs, mine.targets = self.inputs[rows], self.targets[rows]
+        return mine
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, bool]]:
         T, start = self.seq_len, self.offset
         for i in range(self.n_batches):

@@ -28,6 +28,7 @@ from rnnlab.core.state import State, detach_state, state_parts
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.decoding import evaluating, generate
 from rnnlab.tasks.lm.config import LMConfig
+from rnnlab.train import distributed
 
 
 class RNNLM(nn.Module):
@@ -145,11 +146,19 @@ def evaluate_lm(model: RNNLM, ids: Tensor, batch_size: int = 32, seq_len: int = 
     batch_size = min(batch_size, len(ids) - 1)  # a short text: fewer streams
     device = model.decoder.weight.device
     total, count, state = 0.0, 0, None
+    batches = StreamBatches(ids, batch_size, seq_len, keep_last=True)
+    rank, world = distributed.sharding()  # in a distributed validation: this rank's streams
+    if world > 1:
+        batches = batches.shard(rank, world) if batch_size >= world else batches
+        skip = batch_size < world and rank > 0  # too few streams to share: rank 0 scores all
+    else:
+        skip = False
     with evaluating(model), torch.no_grad():
-        for x, y, _ in StreamBatches(ids, batch_size, seq_len, keep_last=True):
+        for x, y, _ in [] if skip else batches:
             (_, state), loss = model(x.to(device), y.to(device), state)
             total += float(loss) * y.numel()
             count += y.numel()
+    total, count = distributed.reduce_sums([total, count])
     return total / count
 
 

@@ -144,13 +144,14 @@ def decode_greedy(
 ) -> list[list[str]]:
     """The greedy translations of ``pairs``' sources, as target tokens."""
     from rnnlab.data.batching import chunks
+    from rnnlab.train import distributed
 
     device = next(model.parameters()).device
     hyps = []
-    for chunk in chunks(pairs, 256):
+    for chunk in chunks(distributed.shard(pairs), 256):
         src, src_len, *_ = collate(chunk)
         hyps += [target.decode(h) for h in model.greedy(src.to(device), src_len, max_len)]
-    return hyps
+    return distributed.gather_list(hyps)
 
 
 class Seq2SeqTask(Task):
