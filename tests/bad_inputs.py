@@ -184,6 +184,11 @@ CASES: list[Case] = [
          "CUDA is not available", {"n": Fixture("names")}),
     Case("caption-cuda", "option", "caption {d}/c {d}/im.png --device cuda",
          "CUDA is not available", {"c": Fixture("caption"), "im.png": _image(36)}),
+    Case("diagnose-cuda", "option", "diagnose {d}/lm --device cuda", "CUDA is not available",
+         {"lm": Fixture("lm")}),
+    Case("precision-unknown", "name", "train lm --precision fp16", "invalid choice: 'fp16'"),
+    Case("sample-precision-unknown", "name", "sample {d}/lm --precision half",
+         "invalid choice: 'half'", {"lm": Fixture("lm")}),
     # -- the "use" commands
     Case("sample-prime-empty", "option", "sample {d}/lm --prime ''", "--prime is empty",
          {"lm": Fixture("lm")}),

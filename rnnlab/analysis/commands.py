@@ -159,13 +159,20 @@ class DiagnoseOptions(Config):
     data: str | None = option(None, help="text file (lm) or names folder / TSV (classify)")
     length: int = option(100, check=at_least(2), help="steps per sequence (lm)")
     batch: int = option(32, check=at_least(1), help="sequences in the batch")
+    device: str = option("cpu", help="cpu, cuda, cuda:1, ... or auto (cuda when available)")
+    threads: int | None = option(
+        None, check=THREADS, help="torch CPU threads (default: the cores that other processes "
+        "leave free)"
+    )  # fmt: skip
 
 
 def diagnose(options: DiagnoseOptions) -> int:
     from rnnlab.analysis import diagnostics
-    from rnnlab.tasks.runner import load_run
+    from rnnlab.machine import choose_threads
+    from rnnlab.tasks.runner import load_run, resolve_device
 
-    run = load_run(options.checkpoint)
+    choose_threads(options.threads)
+    run = load_run(options.checkpoint, resolve_device(options.device))
     path = Path(run.checkpoint.path)  # never write inside a checkpoint: a save would replace it
     default = (
         path.parent / "diagnostics"

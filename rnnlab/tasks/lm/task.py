@@ -236,8 +236,8 @@ class LMTask(Task):
             )
         g = torch.Generator().manual_seed(0)
         starts = torch.randint(0, len(ids) - length - 1, (batch,), generator=g)
-        x = torch.stack([ids[s : s + length] for s in starts])
-        y = torch.stack([ids[s + 1 : s + length + 1] for s in starts])
+        x = torch.stack([ids[s : s + length] for s in starts]).to(run.device)
+        y = torch.stack([ids[s + 1 : s + length + 1] for s in starts]).to(run.device)
         model = run.model
 
         def loss_fn() -> torch.Tensor:
