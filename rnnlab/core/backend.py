@@ -83,6 +83,18 @@ def _stack() -> list[str]:
     return _local.stack
 
 
+@contextlib.contextmanager
+def onednn_off() -> Iterator[None]:
+    """oneDNN (mkldnn) switched off for torch's CPU kernels inside the block (process-wide, as
+    ``torch.backends.mkldnn.flags`` does)."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
+
+
 def run_torch_kernel(
     mode: str,
     x: Tensor,
@@ -114,6 +126,15 @@ def run_torch_kernel(
         state = (zeros, zeros.clone()) if lstm else zeros
     args = (weights, bias, num_layers, dropout, training, bidirectional)
     kernel = TORCH_KERNELS[mode]
+    if T == 1 and x.device.type == "cpu" and torch.backends.mkldnn.enabled:
+        # One step (generation, beam search, the decoders): oneDNN's RNN primitive costs tens
+        # of milliseconds per call to set up on the CPU; ATen's own kernel (two GEMMs and the
+        # gates) takes well under one. Same math; results agree to float rounding.
+        with onednn_off():
+            return run_torch_kernel(
+                mode, x, state, lengths, weights, bias, num_layers, dropout, training,
+                bidirectional, hidden_size,
+            )  # fmt: skip
     if lengths is None:
         result = kernel(x, list(state) if lstm else state, *args, False)
         out = result[0]

@@ -101,6 +101,11 @@ def scan(
     return torch.stack(outputs), state, states
 
 
+def _one_cpu_step(x: Tensor) -> bool:
+    """Whether time-major ``x`` is a single time step on the CPU."""
+    return x.device.type == "cpu" and x.dim() >= 2 and x.shape[0] == 1
+
+
 class Recurrent(nn.Module):
     r"""Runs a cell over sequences: ``num_layers`` stacked, optionally bidirectional.
 
@@ -222,8 +227,8 @@ class Recurrent(nn.Module):
         else rnnlab's C++ loop where it can run, else the reference loop.
 
         Args:
-            x: the input (time-major (T, N, D) or any layout: only its device, dtype and size
-                matter).
+            x: the input, time-major (T, N, D): its device, dtype and size (T = 1: a single
+                step) matter.
             backend: ask about this request instead of the current one.
 
         Raises:
@@ -242,8 +247,11 @@ class Recurrent(nn.Module):
             if fast_reason is not None:
                 raise RnnlabError(f"backend 'fast' cannot run this layer: {fast_reason}")
             return "fast"
-        if torch_reason is None and not fast.prefers_own_kernel(mode):
-            return "torch"  # the standard LSTM: torch's (oneDNN) kernel is the faster one
+        if torch_reason is None and (not fast.prefers_own_kernel(mode) or _one_cpu_step(x)):
+            # the standard LSTM: torch's (oneDNN) kernel is the faster one; and one time step
+            # of any standard cell on the CPU (generation): ATen's kernel, oneDNN off, is the
+            # fastest path for a single step (run_torch_kernel; docs/PERFORMANCE.md)
+            return "torch"
         fast_reason = self._fast_blocker(x)
         if fast_reason is None:
             return "fast"

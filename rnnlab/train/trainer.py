@@ -671,7 +671,8 @@ def _build_kernels(model: nn.Module) -> None:
     for module in model.modules():
         params = list(module.parameters()) if isinstance(module, Recurrent) else []
         if params and params[0].device.type == "cpu":
-            probe = torch.zeros(1, 1, 1, dtype=params[0].dtype)  # only device, dtype, size matter
+            # only device, dtype and size matter (T = 2: a sequence, not a single step)
+            probe = torch.zeros(2, 1, 1, dtype=params[0].dtype)
             # builds the kernels if it would choose them; an impossible explicit backend
             # raises, and the first forward says so
             with contextlib.suppress(RnnlabError):
