@@ -34,7 +34,7 @@ docs: $(STAMP)
 	$(BIN)/python -m sphinx -E -W --keep-going -q -b html docs/api build/api
 
 test: lint docs
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile -rs
 
 bench: $(STAMP)
 	$(BIN)/rnnlab bench

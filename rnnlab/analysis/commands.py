@@ -16,6 +16,7 @@ from rnnlab.analysis.experiments import EXPERIMENTS
 from rnnlab.config import Check, Config, at_least, option
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.runner import THREADS, check_writable
+from rnnlab.viz.command import VizOptions, viz
 
 _DEFAULT_GRID = ((64, 100, 512), (32, 100, 128), (8, 1000, 256))
 _QUICK_GRID = ((32, 100, 128),)
@@ -235,6 +236,7 @@ COMMANDS = {
     "bench": (BenchOptions, bench),
     "experiment": (ExperimentOptions, experiment),
     "diagnose": (DiagnoseOptions, diagnose),
+    "viz": (VizOptions, viz),
 }
 
 __all__ = ["COMMANDS", "BenchOptions", "DiagnoseOptions", "ExperimentOptions"]

@@ -28,6 +28,7 @@ K encoder directions, E embedding size.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -178,17 +179,43 @@ class Seq2Seq(nn.Module):
 
     def step(self, prev: Tensor, state: State, memory: Memory) -> tuple[Tensor, State]:
         """One decoder step: previous tokens (N,) -> next-token logits (N, V) and new state."""
+        logits, state, _ = self.attending_step(prev, state, memory)
+        return logits, state
+
+    def attending_step(
+        self, prev: Tensor, state: State, memory: Memory
+    ) -> tuple[Tensor, State, Tensor | None]:
+        """:meth:`step`, also returning the attention weights over the source (N, S) (None
+        without attention)."""
         x = self.dropout(self.tgt_embedding(prev)).unsqueeze(1)  # (N, 1, E)
-        context = None
+        context = weights = None
         if self.attention is not None and self.attention.feeds_input:
             top = hidden_part(state)[-1]  # (N, H)
-            context, _ = attend(self.attention, top.unsqueeze(1), memory)
+            context, weights = attend(self.attention, top.unsqueeze(1), memory)
             x = torch.cat([x, context], dim=-1)
         out, state = self.decoder(x, state)
         if self.attention is not None and not self.attention.feeds_input:
-            context, _ = attend(self.attention, out, memory)
+            context, weights = attend(self.attention, out, memory)
         logits = self.head(self.dropout(self._features(out, context)))
-        return logits.squeeze(1), state
+        return logits.squeeze(1), state, None if weights is None else weights.squeeze(1)
+
+    @torch.no_grad()
+    def attention_map(self, src: Tensor, target: Sequence[int]) -> Tensor | None:
+        """The attention weights (T, S) of each step of decoding ``target`` (ids, ``<eos>``
+        included if wanted) from the source ``src`` (S,), teacher-forced; None without
+        attention. Eval mode, on the model's device."""
+        if self.attention is None:
+            return None
+        device = self.head.weight.device
+        with evaluating(self):
+            memory, state = self.encode(src.to(device).unsqueeze(0))
+            prev = torch.tensor([self.config.sos_id], device=device)
+            rows = []
+            for token in target:
+                _, state, weights = self.attending_step(prev, state, memory)
+                rows.append(weights[0])
+                prev = torch.tensor([token], device=device)
+            return torch.stack(rows) if rows else torch.zeros(0, src.shape[0], device=device)
 
     def _teacher_forced(
         self, inputs: Tensor, lengths: Tensor, state: State, memory: Memory

@@ -1,0 +1,414 @@
+"""What the page shows, computed from a loaded run: every activation of a passage, the unit
+finder's annotations and correlations, gate saturation, a sample with one unit's activation,
+an encoder-decoder's attention and beam, a classifier's evolving prediction, training curves.
+
+Pure numpy where it can be (annotations, correlations, saturation, quantisation, the match), so
+that the same figures come out of the server, the static page and the docs.
+
+Shapes: T passage length (tokens), H hidden units.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rnnlab.errors import RnnlabError
+from rnnlab.tasks.runner import Run
+
+#: a gate value below LOW or above HIGH counts as saturated (Karpathy et al. 2015, fig. 5)
+LOW, HIGH = 0.1, 0.9
+#: units listed per annotation in the finder
+TOP_UNITS = 10
+#: the longest passage or prime a request may send (characters)
+MAX_TEXT = 10_000
+#: the longest sample a request may ask for
+MAX_SAMPLE = 2_000
+#: the most beams a translation may ask for
+MAX_BEAM = 10
+#: the default passage: the first PASSAGE characters of the validation split
+PASSAGE = 2_000
+
+ANNOTATIONS = (
+    "line_position",
+    "in_quotes",
+    "bracket_depth",
+    "word_start",
+    "after_newline",
+    "capitalised",
+)
+_OPEN, _CLOSE = "([{", ")]}"
+#: gates in the order the lectures write them (LSTM i f g o, GRU r z, ...); others after
+GATE_ORDER = ("i", "f", "g", "o", "r", "z", "u", "n")
+
+
+# -- annotations, correlations, saturation, the match (numpy) ----------------------------------
+def annotations(tokens: list[str]) -> dict[str, np.ndarray]:
+    """What each position of a text is, for the unit finder (one float per token):
+
+    * ``line_position``: tokens since the last newline (0 at a line's first);
+    * ``in_quotes``: 1 inside double quotes (from the opening quote to the closing one);
+    * ``bracket_depth``: how many of ``( [ {`` are open (counting this token);
+    * ``word_start``: 1 at a letter after a non-letter;
+    * ``after_newline``: 1 right after a newline;
+    * ``capitalised``: 1 on the letters of a word that starts with a capital.
+    """
+    T = len(tokens)
+    out = {name: np.zeros(T, dtype=np.float32) for name in ANNOTATIONS}
+    column, quoted, depth, capital = 0, False, 0, False
+    previous = "\n"
+    for t, tok in enumerate(tokens):
+        first = tok[:1]
+        if first == '"':  # both quote marks belong to the quotation
+            out["in_quotes"][t] = 1.0
+            quoted = not quoted
+        else:
+            out["in_quotes"][t] = float(quoted)
+        if first in _OPEN:
+            depth += 1
+        out["bracket_depth"][t] = depth
+        if first in _CLOSE:
+            depth = max(0, depth - 1)
+        out["line_position"][t] = column
+        column = 0 if tok == "\n" else column + 1
+        out["after_newline"][t] = float(previous == "\n")
+        letter = first.isalpha()
+        if letter and not previous[-1:].isalpha():
+            out["word_start"][t] = 1.0
+            capital = first.isupper()
+        if letter and capital:
+            out["capitalised"][t] = 1.0
+        if not letter:
+            capital = False
+        previous = tok
+    return out
+
+
+def correlations(values: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every unit's series (columns of ``values`` (T, H)) with
+    ``target`` (T,); 0 where a unit or the target is constant."""
+    v = values.astype(np.float64) - values.mean(axis=0, dtype=np.float64)
+    a = target.astype(np.float64) - target.mean()
+    denominator = np.sqrt((v * v).sum(axis=0) * (a * a).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (v * a[:, None]).sum(axis=0) / denominator
+    return np.where(denominator > 1e-12, r, 0.0)
+
+
+def rank_units(
+    blocks: dict[tuple[int, str], np.ndarray], target: np.ndarray, top: int = TOP_UNITS
+) -> list[dict[str, Any]]:
+    """The ``top`` units of all ``blocks`` ((layer, gate) -> (T, H)) most correlated with
+    ``target``, by the absolute value of r: ``[{"layer", "gate", "unit", "r"}]``."""
+    found = []
+    for (layer, gate), values in blocks.items():
+        r = correlations(values, target)
+        for unit in np.argsort(-np.abs(r))[:top]:
+            found.append({"layer": layer, "gate": gate, "unit": int(unit), "r": float(r[unit])})
+    found.sort(key=lambda f: -abs(f["r"]))
+    return found[:top]
+
+
+def saturation(values: np.ndarray, low: float = LOW, high: float = HIGH) -> dict[str, list]:
+    """Per unit of a sigmoid gate's (T, H) values: the fraction of steps below ``low`` (left
+    saturated) and above ``high`` (right saturated)."""
+    return {
+        "left": np.round((values < low).mean(axis=0), 4).tolist(),
+        "right": np.round((values > high).mean(axis=0), 4).tolist(),
+    }
+
+
+def match(
+    values: np.ndarray, start: int, end: int, threshold: float
+) -> tuple[list[int], np.ndarray]:
+    """LSTMVis's match: the units above ``threshold`` at every position of ``[start, end)``, and
+    the positions where all of them are above it together (T,) bool."""
+    if not 0 <= start < end <= len(values):
+        raise RnnlabError(f"the span [{start}, {end}) is not inside the passage of {len(values)}")
+    on = values > threshold
+    units = np.flatnonzero(on[start:end].all(axis=0))
+    together = on[:, units].all(axis=1) if len(units) else np.zeros(len(values), dtype=bool)
+    return units.tolist(), together
+
+
+def quantize(values: np.ndarray) -> dict[str, Any]:
+    """A (T, H) block as bytes: ``value = lo + (hi - lo) * byte / 255``, base64 (row-major)."""
+    T, H = values.shape
+    lo, hi = (
+        float(values.min()) if values.size else 0.0,
+        float(values.max()) if values.size else 0.0,
+    )
+    if lo >= 0.0 and hi <= 1.0:  # a sigmoid gate: its natural range
+        lo, hi = 0.0, 1.0
+    elif lo >= -1.0 and hi <= 1.0:  # tanh
+        lo, hi = -1.0, 1.0
+    span = hi - lo if hi > lo else 1.0
+    data = np.clip(np.rint((values - lo) / span * 255.0), 0, 255).astype(np.uint8)
+    return {"T": T, "H": H, "lo": lo, "hi": hi, "data": base64.b64encode(data.tobytes()).decode()}
+
+
+def dequantize(block: dict[str, Any]) -> np.ndarray:
+    """The (T, H) float32 values of a :func:`quantize` block."""
+    raw = np.frombuffer(base64.b64decode(block["data"]), dtype=np.uint8)
+    values = raw.reshape(block["T"], block["H"]).astype(np.float32)
+    return block["lo"] + (block["hi"] - block["lo"]) * values / 255.0
+
+
+# -- the language model ------------------------------------------------------------------------
+@dataclass
+class Passage:
+    """Every activation of a passage, and what the page shows of it."""
+
+    id: str
+    tokens: list[str]
+    blocks: dict[tuple[int, str], np.ndarray]  # (layer, gate) -> (T, H)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _tokenizer(run: Run) -> str:
+    return str(run.meta.get("data", {}).get("tokenizer", "chars"))
+
+
+def split(run: Run, text: str) -> list[str]:
+    """The tokens of ``text`` as the run's language model reads it."""
+    from rnnlab.data.tokenize import tokenizer
+
+    return tokenizer(_tokenizer(run)).split(text)
+
+
+def default_passage(run: Run, length: int = PASSAGE) -> str:
+    """The first ``length`` characters of the run's validation split (its corpus's last 10%),
+    or of the bundled text when the corpus is gone."""
+    from rnnlab.tasks.lm.data import read_corpus
+
+    source = str(run.meta.get("data", {}).get("source", ""))
+    path = None if source.startswith("bundled:") or not source else source
+    try:
+        text = read_corpus(path)
+    except RnnlabError:
+        text = read_corpus(None)
+    fraction = run.meta.get("data", {}).get("val_fraction", 0.1)
+    fraction = fraction if isinstance(fraction, float) and 0 < fraction < 1 else 0.1
+    start = int(len(text) * (1 - fraction))
+    return text[start : start + length]
+
+
+def layer_gates(run: Run) -> list[dict[str, Any]]:
+    """The recurrent layers of a language model: name, size and the gates the page can show."""
+    rnn = run.model.rnn
+    out = []
+    probe = run.task.name == "lm"
+    gates: list[str] = []
+    if probe:  # one step tells which gates the cell reports
+        from rnnlab.analysis.diagnostics import record
+
+        with torch.no_grad(), record(run.model, gates=True) as traces:
+            run.model(torch.zeros(1, 1, dtype=torch.long, device=run.device))
+        found = list(traces[0].gates[0]) if traces and traces[0].gates else []
+        order = {g: i for i, g in enumerate(GATE_ORDER)}
+        gates = sorted(found, key=lambda g: (order.get(g, len(order)), g))
+    states = ["c", "h"] if rnn.state_is_tuple else ["h"]
+    for layer in range(rnn.num_layers):
+        out.append({"name": f"layer{layer}", "size": rnn.hidden_size, "gates": gates + states})
+    return out
+
+
+def analyse(run: Run, text: str, passage_id: str) -> Passage:
+    """Run the language model over ``text`` once, recording every gate and state of every
+    layer (forward direction), the loss of each token and the top 5 after each."""
+    from rnnlab.analysis.diagnostics import record
+    from rnnlab.core.state import state_parts
+
+    started = time.perf_counter()
+    if not text:
+        raise RnnlabError("the passage is empty")
+    if len(text) > MAX_TEXT:
+        raise RnnlabError(f"the passage has {len(text)} characters, more than {MAX_TEXT}")
+    vocab = run.vocabs["tokens"]
+    tokens = split(run, text)
+    if not tokens:
+        raise RnnlabError("the passage holds no tokens")
+    ids = torch.tensor(vocab.encode(tokens), device=run.device).unsqueeze(0)  # (1, T)
+    model = run.model
+    with torch.no_grad(), record(model, gates=True) as traces:
+        (logits, final), _ = model(ids)
+    logp = logits[0].float().log_softmax(-1)  # (T, V)
+    loss = [None] + [float(-logp[t - 1, ids[0, t]]) for t in range(1, len(tokens))]
+    p, top = logp.exp().topk(min(5, logp.shape[-1]), dim=-1)
+    top5 = [
+        [[vocab.itos[int(i)], round(float(q), 4)] for q, i in zip(pr, ix, strict=True)]
+        for pr, ix in zip(p, top, strict=True)
+    ]
+    blocks: dict[tuple[int, str], np.ndarray] = {}
+    finals = state_parts(final)  # (h,) or (h, c), each (L, 1, H)
+    for layer, trace in enumerate(t for t in traces if not t.name.endswith(".reverse")):
+        for gate in trace.gates[0] if trace.gates else {}:
+            blocks[(layer, gate)] = (
+                torch.stack([g[gate][0] for g in trace.gates]).float().cpu().numpy()
+            )
+        # the state after step t is the one entering step t + 1; the last is the final state
+        entering = [state_parts(s) for s in trace.states[1:]]
+        names = ["h", "c"] if len(finals) == 2 else ["h"]
+        for k, name in enumerate(names):
+            after = [parts[k][0] for parts in entering] + [finals[k][layer, 0]]
+            blocks[(layer, name)] = torch.stack(after).float().cpu().numpy()
+    marks = annotations(tokens)
+    finder = {name: rank_units(blocks, values) for name, values in marks.items()}
+    sigmoid = {
+        key: values
+        for key, values in blocks.items()
+        if key[1] not in ("h", "c") and values.size and values.min() >= 0.0
+    }
+    sat: dict[str, dict[str, Any]] = {}
+    order = {g: i for i, g in enumerate(GATE_ORDER)}
+    for (layer, gate), values in sorted(
+        sigmoid.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 99))
+    ):
+        sat.setdefault(f"layer{layer}", {})[gate] = saturation(values)
+    summary = {
+        "id": passage_id,
+        "chars": tokens,
+        "loss": [None if v is None else round(v, 4) for v in loss],
+        "top5": top5,
+        "annotations": {k: v.tolist() for k, v in marks.items()},
+        "finder": finder,
+        "saturation": sat,
+        "blocks": [
+            {"layer": layer, "gate": gate, **{k: quantize(v)[k] for k in ("lo", "hi")}}
+            for (layer, gate), v in sorted(blocks.items())
+        ],
+        "mean_loss": round(float(np.mean([v for v in loss if v is not None] or [math.nan])), 4),
+    }
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    return Passage(passage_id, tokens, blocks, summary)
+
+
+def sample(
+    run: Run,
+    prime: str,
+    length: int,
+    temperature: float,
+    top_k: int | None,
+    layer: int,
+    gate: str,
+    unit: int,
+    seed: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The prime's tokens, then ``length`` sampled ones, each with the chosen unit's activation
+    after reading it: ``{"char", "value", "prime"}``. States (h, c) come from the fast path;
+    gates are recorded step by step."""
+    from rnnlab.analysis.diagnostics import record
+    from rnnlab.core.state import state_parts
+    from rnnlab.tasks.common import seeded_generator
+    from rnnlab.tasks.decoding import evaluating, sample_next
+
+    vocab = run.vocabs["tokens"]
+    tokens = split(run, prime)
+    if not tokens:
+        raise RnnlabError("the prime holds no tokens")
+    ids = torch.tensor(vocab.encode(tokens), device=run.device)
+    model = run.model
+    state_gate = gate in ("h", "c")
+    index = 1 if gate == "c" else 0
+
+    def run_model(x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any, list[float]]:
+        if state_gate:  # states after each step: run one token at a time (the fast single step)
+            values = []
+            logits = None
+            for t in range(x.shape[1]):
+                (logits, state), _ = model(x[:, t : t + 1], state=state)
+                values.append(float(state_parts(state)[index][layer, 0, unit]))
+            return logits[:, -1], state, values
+        with record(model, gates=True) as traces:
+            (logits, state), _ = model(x, state=state)
+        trace = [t for t in traces if not t.name.endswith(".reverse")][layer]
+        return logits[:, -1], state, [float(g[gate][0, unit]) for g in trace.gates]
+
+    generator = seeded_generator(run.device, seed)
+    with torch.no_grad(), evaluating(model):
+        logits, state, values = run_model(ids.unsqueeze(0), None)
+        for tok, value in zip(tokens, values, strict=True):
+            yield {"char": tok, "value": round(value, 4), "prime": True}
+        for _ in range(length):
+            token = sample_next(logits, temperature, top_k, generator)
+            logits, state, values = run_model(token.view(1, 1), state)
+            yield {"char": vocab.itos[int(token)], "value": round(values[-1], 4), "prime": False}
+
+
+# -- the other tasks -------------------------------------------------------------------------------
+def translate(run: Run, text: str, beam: int) -> dict[str, Any]:
+    """Greedy translation with its attention matrix, and the beam's hypotheses with scores."""
+    from rnnlab.data.tokenize import tokenizer
+
+    name = run.meta.get("data", {}).get("tokenizer", "sentence")
+    tokens = tokenizer(name).split(text)
+    if not tokens:
+        raise RnnlabError("the sentence holds no tokens")
+    source, target = run.vocabs["source"], run.vocabs["target"]
+    src = torch.tensor(source.encode(tokens), device=run.device)
+    model = run.model
+    greedy = model.greedy(src.unsqueeze(0), max_len=50)[0]
+    shown = [*greedy, target.eos_id]
+    attention = model.attention_map(src, shown)
+    hyps = model.beam_search(src, beam, 50)
+    return {
+        "source": tokens,
+        "target": [target.itos[i] for i in shown],
+        "attention": None if attention is None else np.round(attention.cpu().numpy(), 4).tolist(),
+        "hypotheses": [
+            {"tokens": target.decode(h.tokens), "score": round(float(h.score), 4)} for h in hyps
+        ],
+    }
+
+
+def classify(run: Run, text: str) -> dict[str, Any]:
+    """The class probabilities after each prefix of ``text`` (every character read so far)."""
+    from rnnlab.data.batching import pad_batch
+    from rnnlab.tasks.classify.data import characters
+
+    chars = characters(text)
+    if not chars:
+        raise RnnlabError("the text is empty")
+    vocab, labels = run.vocabs["tokens"], run.vocabs["labels"]
+    ids = vocab.encode(chars)
+    tokens, lengths = pad_batch([ids[: t + 1] for t in range(len(ids))])
+    probs = run.model.predict_proba(tokens.to(run.device), lengths).float().cpu().numpy()
+    return {
+        "labels": list(labels.itos),
+        "chars": chars,
+        "probs": np.round(probs, 4).tolist(),
+        "prediction": labels.itos[int(probs[-1].argmax())],
+    }
+
+
+def curves(out_dir: Path) -> dict[str, dict[str, list[float]]]:
+    """Training and validation loss against step and time, from the run's CSV files (rows that
+    do not parse are skipped)."""
+    result = {}
+    for key, name, column in (
+        ("train", "metrics.csv", "train_loss"),
+        ("eval", "eval.csv", "val_loss"),
+    ):
+        series: dict[str, list[float]] = {"step": [], "elapsed_s": [], "loss": []}
+        path = out_dir / name
+        if path.is_file():
+            with open(path, newline="", encoding="utf-8", errors="replace") as f:
+                for row in csv.DictReader(f):
+                    try:
+                        values = int(row["step"]), float(row["elapsed_s"]), float(row[column])
+                    except (KeyError, TypeError, ValueError):
+                        continue
+                    if all(math.isfinite(v) for v in values):
+                        for k, v in zip(series, values, strict=True):
+                            series[k].append(v)
+        result[key] = series
+    return result
