@@ -19,7 +19,6 @@ import argparse
 import shutil
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -37,19 +36,11 @@ def main() -> int:
     p.add_argument("--chars", type=int, default=500)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    import uvicorn
-
     from rnnlab.tasks.runner import load_run
-    from rnnlab.viz.command import bind
-    from rnnlab.viz.server import create_app
+    from rnnlab.viz.server import Background, create_app
 
-    app = create_app(load_run(args.run, task="lm"), length=2000)
-    sock = bind("127.0.0.1", 0)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
+    server = Background(create_app(load_run(args.run, task="lm"), length=2000))
+    url = server.url
     client = httpx.Client(timeout=120)
     info = client.get(f"{url}/api/run").json()
     text = info["passage"]
@@ -105,7 +96,7 @@ def main() -> int:
             chrome.close()
         print(f"  in Chromium: page opened to {len(text)} coloured characters shown: "
               f"{statistics.median(shown) * 1000:.0f} ms")  # fmt: skip
-    server.should_exit = True
+    server.stop()
     return 0
 
 

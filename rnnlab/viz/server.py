@@ -350,4 +350,34 @@ def serve(app: Starlette, sock: Any) -> None:
         server.run(sockets=[sock])
 
 
-__all__ = ["STATIC", "BadRequest", "Viz", "create_app", "serve"]
+class Background:
+    """``app`` served by uvicorn in a daemon thread on ``host:port`` (0: any free port), for
+    tests and benchmarks: :attr:`url`, and :meth:`stop`."""
+
+    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 0) -> None:
+        import time
+
+        import uvicorn
+
+        from rnnlab.viz.command import bind
+
+        self.sock = bind(host, port)
+        self.url = f"http://{host}:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RnnlabError(f"the viz server on {self.url} did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+__all__ = ["STATIC", "Background", "BadRequest", "Viz", "create_app", "serve"]

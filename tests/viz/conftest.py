@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,9 +9,8 @@ import pytest
 
 from rnnlab.cli import main
 from rnnlab.tasks.runner import load_run
-from rnnlab.viz.command import bind
 from rnnlab.viz.page import write_static
-from rnnlab.viz.server import create_app
+from rnnlab.viz.server import Background, create_app
 
 TEXT = (
     'First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\n"Speak, speak."\n\n'
@@ -25,24 +22,11 @@ COMMON = ["--no-progress", "--max-steps", "30", "--eval-every", "10", "--log-eve
 
 def serve_in_thread(run_dir: Path, **kwargs) -> Iterator[str]:
     """A real server on ``run_dir`` (any free port on 127.0.0.1); yields its base URL."""
-    import uvicorn
-
-    app = create_app(load_run(run_dir), **kwargs)
-    sock = bind("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
+    server = Background(create_app(load_run(run_dir), **kwargs))
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield server.url
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+        server.stop()
 
 
 @pytest.fixture(scope="session")
