@@ -83,16 +83,10 @@ def _stack() -> list[str]:
     return _local.stack
 
 
-@contextlib.contextmanager
-def onednn_off() -> Iterator[None]:
-    """oneDNN (mkldnn) switched off for torch's CPU kernels inside the block (process-wide, as
-    ``torch.backends.mkldnn.flags`` does)."""
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = before
+# torch.backends.mkldnn.enabled's getter and setter, without its Python property (called twice
+# per generated token); the switch is process-wide, as torch.backends.mkldnn.flags's is
+_mkldnn_enabled = torch._C._get_mkldnn_enabled
+_set_mkldnn_enabled = torch._C._set_mkldnn_enabled
 
 
 def run_torch_kernel(
@@ -126,17 +120,19 @@ def run_torch_kernel(
         state = (zeros, zeros.clone()) if lstm else zeros
     args = (weights, bias, num_layers, dropout, training, bidirectional)
     kernel = TORCH_KERNELS[mode]
-    if T == 1 and x.device.type == "cpu" and torch.backends.mkldnn.enabled:
-        # One step (generation, beam search, the decoders): oneDNN's RNN primitive costs tens
-        # of milliseconds per call to set up on the CPU; ATen's own kernel (two GEMMs and the
-        # gates) takes well under one. Same math; results agree to float rounding.
-        with onednn_off():
-            return run_torch_kernel(
-                mode, x, state, lengths, weights, bias, num_layers, dropout, training,
-                bidirectional, hidden_size,
-            )  # fmt: skip
     if lengths is None:
-        result = kernel(x, list(state) if lstm else state, *args, False)
+        hx = list(state) if lstm else state
+        if T == 1 and x.device.type == "cpu" and _mkldnn_enabled():
+            # One step (generation, beam search, the decoders): oneDNN's RNN primitive costs
+            # milliseconds per call to set up on the CPU; ATen's own kernel (two GEMMs and the
+            # gates) a fraction of one. Same math; results agree to float rounding.
+            _set_mkldnn_enabled(False)
+            try:
+                result = kernel(x, hx, *args, False)
+            finally:
+                _set_mkldnn_enabled(True)
+        else:
+            result = kernel(x, hx, *args, False)
         out = result[0]
     else:
         packed = pack_padded_sequence(x, lengths, enforce_sorted=False)

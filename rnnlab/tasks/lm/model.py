@@ -74,9 +74,19 @@ class RNNLM(nn.Module):
         return (logits, state), loss
 
     def step(self, tokens: Tensor, state: State | None) -> tuple[Tensor, State]:
-        """One step: tokens (N,) -> next-token logits (N, V) and the new state."""
-        (logits, state), _ = self(tokens.view(-1, 1), state=state)
-        return logits[:, -1], state
+        """One step: tokens (N,) -> next-token logits (N, V) and the new state (what
+        :meth:`forward` gives for one token, through the layer's single-step path)."""
+        tokens = tokens.view(-1)
+        if self.embedding is not None:
+            x = self.embedding(tokens)  # (N, E)
+        else:
+            x = nn.functional.one_hot(tokens, self.config.vocab_size).to(self.decoder.weight.dtype)
+        if self.training:
+            x = self.drop(x)
+        out, state = self.rnn.step(x, state)  # (N, H)
+        if self.training:
+            out = self.drop(out)
+        return self.decoder(out), state
 
     @torch.no_grad()
     def generate(
