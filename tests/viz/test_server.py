@@ -328,3 +328,29 @@ def test_another_host_must_be_asked_for_and_warns(lm_run: Path) -> None:
     finally:
         process.kill()
     time.sleep(0)
+
+
+def test_the_lstm_replay_equals_the_step_by_step_recording(lm_run: Path) -> None:
+    """The fast path of the passage (the fused kernel, then all gates at once) against the
+    reference loop with step hooks."""
+    run = load_run(lm_run)
+    ids = torch.tensor([run.vocabs["tokens"].encode(list(PASSAGE))])
+    replayed = inspect._lstm_replay(run.model, ids)
+    assert replayed is not None
+    logits, blocks = replayed
+    expected_logits, expected = inspect._recorded(run.model, ids)
+    torch.testing.assert_close(logits, expected_logits, atol=1e-5, rtol=1e-5)
+    assert set(blocks) == set(expected)
+    for key, values in expected.items():
+        np.testing.assert_allclose(blocks[key], values, atol=1e-5, rtol=1e-5, err_msg=str(key))
+
+
+def test_other_cells_are_recorded_step_by_step() -> None:
+    from rnnlab.core.registry import RecurrentConfig
+    from rnnlab.tasks.lm.model import RNNLM, LMConfig
+
+    for cell in ("gru", "peephole"):
+        model = RNNLM(LMConfig(vocab_size=9, embedding_size=4, rnn=RecurrentConfig(cell, 6)))
+        assert inspect._lstm_replay(model, torch.tensor([[1, 2, 3]])) is None
+        _, blocks = inspect._recorded(model.eval(), torch.tensor([[1, 2, 3]]))
+        assert blocks[(0, "h")].shape == (3, 6)
