@@ -1,5 +1,5 @@
-"""Speed of ``rnnlab viz`` on a language-model run (docs/VISUALISE.md): a real server in this
-process, measured over HTTP and in headless Chromium.
+"""Speed of ``rnnlab viz`` on a language-model run (docs/VISUALISE.md): the real command serving
+in another process, measured over HTTP and in headless Chromium.
 
 * the passage: POST /api/passage of the default 2,000-character passage (every gate and state of
   every layer, the losses, top 5, annotations, finder, saturation) and GET /api/block of one
@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import httpx
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,12 +34,15 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--chars", type=int, default=500)
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    from rnnlab.tasks.runner import load_run
-    from rnnlab.viz.server import Background, create_app
+    import os
+    import subprocess
 
-    server = Background(create_app(load_run(args.run, task="lm"), length=2000))
-    url = server.url
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "rnnlab", "viz", args.run, "--port", "0"]
+    command += ["--threads", str(args.threads)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    line = server.stdout.readline()  # "rnnlab viz: lm run NAME at http://127.0.0.1:PORT/ ..."
+    url = line[line.index("http://") :].split()[0].rstrip("/")
     client = httpx.Client(timeout=120)
     info = client.get(f"{url}/api/run").json()
     text = info["passage"]
@@ -96,7 +98,8 @@ def main() -> int:
             chrome.close()
         print(f"  in Chromium: page opened to {len(text)} coloured characters shown: "
               f"{statistics.median(shown) * 1000:.0f} ms")  # fmt: skip
-    server.stop()
+    server.terminate()
+    server.wait()
     return 0
 
 
