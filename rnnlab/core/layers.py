@@ -279,6 +279,16 @@ class Recurrent(nn.Module):
             self.__dict__["_kernel_cache"] = cached
         return cached[1]
 
+    def _flat_weights(self) -> list[Tensor]:
+        """torch's flat weight list, per layer and direction ``w_ih, w_hh[, b_ih, b_hh]`` (read
+        from the cells' parameter dicts: this runs once per generated token)."""
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        weights = []
+        for cell in self.cells._modules.values():
+            params = cell._parameters  # type: ignore[union-attr]
+            weights += [params[n] for n in (names if cell.bias else names[:2])]  # type: ignore[union-attr]
+        return weights
+
     def _cells_kernel(self) -> tuple[str | None, str | None]:
         modes = {cell.torch_kernel() for cell in self.cells}
         if None in modes or len(modes) != 1:
@@ -467,11 +477,7 @@ class Recurrent(nn.Module):
         backend = self.backend_for(x)
         if backend == "torch":
             mode, _ = self._torch_kernel()
-            weights = []
-            for cell in self.cells:
-                weights += [cell.weight_ih, cell.weight_hh]
-                if cell.bias:
-                    weights += [cell.bias_ih, cell.bias_hh]
+            weights = self._flat_weights()
             args = (self.cells[0].bias, self.num_layers, self.dropout, self.training)
             out, final = run_torch_kernel(
                 mode, x, state, lengths, weights, *args, self.bidirectional, self.hidden_size
