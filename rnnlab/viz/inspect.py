@@ -114,7 +114,8 @@ def rank_all(
 ) -> dict[str, list[dict[str, Any]]]:
     """For each target (T,), the ``top`` units of all ``blocks`` ((layer, gate) -> (T, H)) most
     correlated with it, by the absolute value of r: ``{name: [{"layer", "gate", "unit",
-    "r"}]}`` (one matrix product for all of them)."""
+    "r"}]}`` (one matrix product for all of them); an empty list for a constant target (an
+    annotation that never happens in the passage: no quotes in it, say)."""
     keys = list(blocks)
     units = np.concatenate([_standardized(blocks[k]) for k in keys], axis=1)  # (T, U)
     names = list(targets)
@@ -125,7 +126,11 @@ def rank_all(
         for unit in range(blocks[(layer, gate)].shape[1])
     ]
     out = {}
+    constant = np.ptp(np.stack([targets[n] for n in names], axis=1), axis=0) == 0
     for k, name in enumerate(names):
+        if constant[k]:
+            out[name] = []
+            continue
         best = np.argsort(-np.abs(r[:, k]), kind="stable")[:top]
         out[name] = [
             {"layer": where[i][0], "gate": where[i][1], "unit": where[i][2], "r": float(r[i, k])}

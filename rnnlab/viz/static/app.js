@@ -280,7 +280,23 @@
       key = `${state.layer}/${state.gate}/${u}`;
       colours = block.colours;
       index = (t) => bytes[t * H + u];
-      legend(block.lo, block.hi, false);
+      let [lo, hi] = [block.lo, block.hi];
+      if (lo < -1 || hi > 1) {
+        // An unbounded block (the cell state c): the block's range would wash one unit out,
+        // so colour by this unit's own range.
+        let low = 255;
+        let high = 0;
+        for (let t = 0; t < block.T; t++) {
+          const b = bytes[t * H + u];
+          if (b < low) low = b;
+          if (b > high) high = b;
+        }
+        const value = (b) => block.lo + ((block.hi - block.lo) * b) / 255;
+        [lo, hi] = [value(low), value(high)];
+        const scale = colourScale(lo, hi);
+        colours = Array.from({ length: 256 }, (_, b) => scale(value(b)));
+      }
+      legend(lo, hi, false);
     }
     const started = performance.now();
     const spans = state.spans;
@@ -439,7 +455,8 @@
         );
         list.appendChild(el("li", {}, link));
       }
-      fragment.append(el("div", { class: "finder-group" }, el("h3", {}, name.replaceAll("_", " ")), list));
+      const body = units.length ? list : el("p", { class: "muted" }, "never in this passage");
+      fragment.append(el("div", { class: "finder-group" }, el("h3", {}, name.replaceAll("_", " ")), body));
     }
     if (!fragment.childNodes.length) fragment.append(el("p", { class: "muted" }, "no annotations"));
     lists.replaceChildren(fragment);
