@@ -279,6 +279,17 @@ class Recurrent(nn.Module):
             self.__dict__["_kernel_cache"] = cached
         return cached[1]
 
+    def _run_torch(
+        self, x: Tensor, state: State | None, lengths: Tensor | None
+    ) -> tuple[Tensor, State]:
+        """The whole stack on torch's fused kernel (time-major ``x``)."""
+        mode, _ = self._torch_kernel()
+        args = (self.cells[0].bias, self.num_layers, self.dropout, self.training)
+        return run_torch_kernel(
+            mode, x, state, lengths, self._flat_weights(), *args, self.bidirectional,
+            self.hidden_size,
+        )  # fmt: skip
+
     def _flat_weights(self) -> list[Tensor]:
         """torch's flat weight list, per layer and direction ``w_ih, w_hh[, b_ih, b_hh]`` (read
         from the cells' parameter dicts: this runs once per generated token)."""
@@ -446,7 +457,11 @@ class Recurrent(nn.Module):
         if self.recur_in_weight_dtype and torch.is_autocast_enabled(x.device.type):
             out, state = self._forward_without_autocast(x.unsqueeze(1), state, None, x.device.type)
             return out[:, 0], state
-        out, final, _ = self._forward_time_major(x.unsqueeze(0), state, None)
+        xt = x.unsqueeze(0)
+        if self.backend_for(xt) == "torch":  # the usual case: straight to the kernel
+            out, final = self._run_torch(xt, state, None)
+        else:
+            out, final, _ = self._forward_time_major(xt, state, None)
         return out[0], final
 
     def _forward_without_autocast(
@@ -476,13 +491,7 @@ class Recurrent(nn.Module):
     ) -> tuple[Tensor, State, State | None]:
         backend = self.backend_for(x)
         if backend == "torch":
-            mode, _ = self._torch_kernel()
-            weights = self._flat_weights()
-            args = (self.cells[0].bias, self.num_layers, self.dropout, self.training)
-            out, final = run_torch_kernel(
-                mode, x, state, lengths, weights, *args, self.bidirectional, self.hidden_size
-            )
-            return out, final, None
+            return (*self._run_torch(x, state, lengths), None)
         T, N = x.shape[:2]
         K = self.num_directions
         mask = None

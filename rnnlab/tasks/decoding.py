@@ -52,10 +52,21 @@ def sample_next(
     """
     if logits.dim() != 2:
         raise ValueError(f"logits must be 2-D (N, V), got shape {tuple(logits.shape)}")
+    _check_sampling(temperature, top_k)
+    return _draw(logits, temperature, top_k, generator)
+
+
+def _check_sampling(temperature: float, top_k: int | None) -> None:
     if not temperature >= 0:  # also rejects NaN
         raise ValueError(f"temperature must be >= 0, got {temperature!r}")
     if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
+
+
+def _draw(
+    logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None
+) -> Tensor:
+    """:func:`sample_next` without its checks (the generation loop checks once)."""
     if temperature == 0:
         return logits.argmax(dim=-1)
     logits = logits.float() / temperature
@@ -103,9 +114,12 @@ def generate(
         [1, 2, 2]
     """
     done: Tensor | None = None
+    if logits.dim() != 2:
+        raise ValueError(f"logits must be 2-D (N, V), got shape {tuple(logits.shape)}")
+    _check_sampling(temperature, top_k)
     for i in range(max_len):
         scores = forbid(logits, never) if never else logits
-        token = sample_next(scores, temperature, top_k, generator)  # (N,)
+        token = _draw(scores, temperature, top_k, generator)  # (N,)
         yield token
         if eos is not None:
             ended = token == eos
