@@ -78,8 +78,11 @@ class _TorchCompatible(Recurrent):
             suffix = f"_l{layer}" + ("_reverse" if direction else "")
             for name, _ in cell_module.named_parameters():
                 self._torch_names[name.replace(".", "_") + suffix] = (k, name)
+        # Module-level hooks (the pre-hook gets the module through torch's weak reference): a
+        # bound method here would make every drop-in a reference cycle, freed only by the
+        # cycle collector instead of on ``del`` as torch's own modules are.
         self._register_state_dict_hook(_to_torch_keys)
-        self._register_load_state_dict_pre_hook(self._from_torch_keys)
+        self._register_load_state_dict_pre_hook(_from_torch_keys, with_module=True)
         self.register_load_state_dict_post_hook(_missing_as_torch_keys)
 
     def __getattr__(self, name: str) -> Tensor:
@@ -110,28 +113,29 @@ class _TorchCompatible(Recurrent):
     def flatten_parameters(self) -> None:
         """No-op, for code written against torch.nn (weights are never flattened here)."""
 
-    def _from_torch_keys(
-        self, state_dict: dict, prefix: str, *args: object, **kwargs: object
-    ) -> None:
-        # the post-hook is not given the prefix; it reads (and removes) it from here
-        self.__dict__["_loading_prefix"] = prefix
-        for torch_name, (k, inner) in self._torch_names.items():
-            key = prefix + torch_name
-            if key in state_dict:
-                state_dict[f"{prefix}cells.{k}.{inner}"] = state_dict.pop(key)
-        # Names of earlier versions (GRU reset="before"'s ln_hn): the cell maps them itself.
-        for k, cell in enumerate(self.cells):
-            layer, direction = divmod(k, self.num_directions)
-            suffix = f"_l{layer}" + ("_reverse" if direction else "")
-            for old in getattr(cell, "renamed_keys", dict)():
-                key = prefix + old.replace(".", "_") + suffix
-                if key in state_dict and key[len(prefix) :] not in self._torch_names:
-                    state_dict[f"{prefix}cells.{k}.{old}"] = state_dict.pop(key)
-
     def forward(
         self, input: Tensor | PackedSequence, hx: State | None = None
     ) -> tuple[Tensor | PackedSequence, State]:
         return super().forward(input, hx)
+
+
+def _from_torch_keys(
+    module: _TorchCompatible, state_dict: dict, prefix: str, *args: object, **kwargs: object
+) -> None:
+    # the post-hook is not given the prefix; it reads (and removes) it from here
+    module.__dict__["_loading_prefix"] = prefix
+    for torch_name, (k, inner) in module._torch_names.items():
+        key = prefix + torch_name
+        if key in state_dict:
+            state_dict[f"{prefix}cells.{k}.{inner}"] = state_dict.pop(key)
+    # Names of earlier versions (GRU reset="before"'s ln_hn): the cell maps them itself.
+    for k, cell in enumerate(module.cells):
+        layer, direction = divmod(k, module.num_directions)
+        suffix = f"_l{layer}" + ("_reverse" if direction else "")
+        for old in getattr(cell, "renamed_keys", dict)():
+            key = prefix + old.replace(".", "_") + suffix
+            if key in state_dict and key[len(prefix) :] not in module._torch_names:
+                state_dict[f"{prefix}cells.{k}.{old}"] = state_dict.pop(key)
 
 
 def _to_torch_keys(
