@@ -24,12 +24,12 @@ def main() -> int:
     p.add_argument("--screenshot", help="write a PNG of the text view here")
     args = p.parse_args()
     from rnnlab.tasks.runner import load_run
-    from rnnlab.viz import inspect
+    from rnnlab.viz import finder, inspect
 
     run = load_run(args.run, task="lm")
     text = inspect.default_passage(run, args.length)
     passage = inspect.analyse(run, text, "findings")
-    marks = inspect.annotations(passage.tokens)
+    marks = finder.annotations(passage.tokens)
     seconds, loss = passage.summary["seconds"], passage.summary["mean_loss"]
     print(f"{len(text)} characters of the validation split, analysed in {seconds:.2f} s; "
           f"mean loss {loss:.3f} nats")  # fmt: skip
@@ -37,7 +37,7 @@ def main() -> int:
     print("|---|---|---|")
     for name, values in marks.items():
         share = float((values > 0).mean())
-        top = inspect.rank_units(passage.blocks, values, top=3)
+        top = finder.rank_units(passage.blocks, values, top=3)
         units = "; ".join(f"{u['layer']} {u['gate']} {u['unit']}: {u['r']:+.2f}" for u in top)
         print(f"| {name} | {share:.1%} | {units} |")
     print("\n| layer | gate | units mostly right-saturated (> 0.9 more than half the time) "
@@ -51,7 +51,7 @@ def main() -> int:
         never = int(((right < 0.1) & (left < 0.1)).sum())
         print(f"| {layer} | {gate} | {int((right > 0.5).sum())} of {H} | "
               f"{int((left > 0.5).sum())} of {H} | {never} of {H} |")  # fmt: skip
-    best = inspect.rank_units(passage.blocks, marks["line_position"], top=1)[0]
+    best = finder.rank_units(passage.blocks, marks["line_position"], top=1)[0]
     series = passage.blocks[(best["layer"], best["gate"])][:, best["unit"]]
     newlines = np.array([t == "\n" for t in passage.tokens])
     print(f"\nline-position unit: layer {best['layer']} {best['gate']} {best['unit']}, "

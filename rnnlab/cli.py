@@ -80,7 +80,7 @@ def _use(ns: argparse.Namespace) -> int:
     from rnnlab.machine import choose_threads
     from rnnlab.tasks import get_task
     from rnnlab.tasks.runner import UseConfig, load_run, resolve_device
-    from rnnlab.train.trainer import autocast
+    from rnnlab.train.precision import autocast
 
     task = get_task(ns.task_name)
     options = _options(task.commands[ns.command], ns)

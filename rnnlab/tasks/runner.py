@@ -247,7 +247,8 @@ def _train(task: Task, config: Any, run: RunConfig, group: Any) -> int:
 
     from rnnlab.machine import choose_threads
     from rnnlab.train import distributed
-    from rnnlab.train.trainer import Trainer, autocast
+    from rnnlab.train.precision import autocast
+    from rnnlab.train.trainer import Trainer
 
     device = group.device if group is not None else resolve_device(run.device)
     threads = choose_threads(run.threads)

@@ -53,6 +53,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.train import distributed
 from rnnlab.train.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from rnnlab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig, lr_at
+from rnnlab.train.precision import autocast
 from rnnlab.train.regularizers import NormStabilizer
 from rnnlab.train.resume import check_same_meta, rng_state, set_rng_state
 from rnnlab.train.runlog import RunLog, plot_loss_curves
@@ -645,24 +646,6 @@ class _Meter:
         return self.tokens / self.seconds if self.seconds else None
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """The context the forward passes run in for ``precision`` (``fp32``: none; ``bf16``:
-    :func:`torch.autocast` with bfloat16 on ``device``).
-
-    Raises:
-        RnnlabError: an unknown precision, or bf16 on a device that cannot run it.
-    """
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision != "bf16":
-        raise RnnlabError(f"unknown precision {precision!r}: expected fp32 or bf16")
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise RnnlabError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16")
-    if device.type not in ("cpu", "cuda"):
-        raise RnnlabError(f"--precision bf16 is not supported on {device.type}")
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
 def _build_kernels(model: nn.Module) -> None:
     """Build (first use) or load the C++ kernels now if a recurrent layer of ``model`` will run
     them (asking the layer, as its forward does: the standard LSTM runs torch's kernel)."""
@@ -702,7 +685,6 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Trainer",
-    "autocast",
     "default_loss_fn",
     "lr_at",
     "make_optimizer",

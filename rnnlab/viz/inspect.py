@@ -1,18 +1,14 @@
-"""What the page shows, computed from a loaded run: every activation of a passage, the unit
-finder's annotations and correlations, gate saturation, a sample with one unit's activation,
-an encoder-decoder's attention and beam, a classifier's evolving prediction, training curves.
-
-Pure numpy where it can be (annotations, correlations, saturation, quantisation, the match), so
-that the same figures come out of the server, the static page and the docs.
+"""What the page shows, computed from a loaded run: every activation of a passage (with the
+finder's statistics of :mod:`rnnlab.viz.finder`), a sample with one unit's activation, an
+encoder-decoder's attention and beam, a classifier's evolving prediction, training curves.
 
 Shapes: T passage length (tokens), H hidden units.
 """
 
 from __future__ import annotations
 
-import base64
-import csv
 import math
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,11 +20,8 @@ import torch
 
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.runner import Run
+from rnnlab.viz.finder import annotations, block_range, rank_all, saturation
 
-#: a gate value below LOW or above HIGH counts as saturated (Karpathy et al. 2015, fig. 5)
-LOW, HIGH = 0.1, 0.9
-#: units listed per annotation in the finder
-TOP_UNITS = 10
 #: the longest passage or prime a request may send (characters)
 MAX_TEXT = 10_000
 #: the longest sample a request may ask for
@@ -38,157 +31,8 @@ MAX_BEAM = 10
 #: the default passage: the first PASSAGE characters of the validation split
 PASSAGE = 2_000
 
-ANNOTATIONS = (
-    "line_position",
-    "in_quotes",
-    "bracket_depth",
-    "word_start",
-    "after_newline",
-    "capitalised",
-)
-_OPEN, _CLOSE = "([{", ")]}"
 #: gates in the order the lectures write them (LSTM i f g o, GRU r z, ...); others after
 GATE_ORDER = ("i", "f", "g", "o", "r", "z", "u", "n")
-
-
-# -- annotations, correlations, saturation, the match (numpy) ----------------------------------
-def annotations(tokens: list[str]) -> dict[str, np.ndarray]:
-    """What each position of a text is, for the unit finder (one float per token):
-
-    * ``line_position``: tokens since the last newline (0 at a line's first);
-    * ``in_quotes``: 1 inside double quotes (from the opening quote to the closing one);
-    * ``bracket_depth``: how many of ``( [ {`` are open (counting this token);
-    * ``word_start``: 1 at a letter after a non-letter;
-    * ``after_newline``: 1 right after a newline;
-    * ``capitalised``: 1 on the letters of a word that starts with a capital.
-    """
-    T = len(tokens)
-    out = {name: np.zeros(T, dtype=np.float32) for name in ANNOTATIONS}
-    column, quoted, depth, capital = 0, False, 0, False
-    previous = "\n"
-    for t, tok in enumerate(tokens):
-        first = tok[:1]
-        if first == '"':  # both quote marks belong to the quotation
-            out["in_quotes"][t] = 1.0
-            quoted = not quoted
-        else:
-            out["in_quotes"][t] = float(quoted)
-        if first in _OPEN:
-            depth += 1
-        out["bracket_depth"][t] = depth
-        if first in _CLOSE:
-            depth = max(0, depth - 1)
-        out["line_position"][t] = column
-        column = 0 if tok == "\n" else column + 1
-        out["after_newline"][t] = float(previous == "\n")
-        letter = first.isalpha()
-        if letter and not previous[-1:].isalpha():
-            out["word_start"][t] = 1.0
-            capital = first.isupper()
-        if letter and capital:
-            out["capitalised"][t] = 1.0
-        if not letter:
-            capital = False
-        previous = tok
-    return out
-
-
-def _standardized(values: np.ndarray) -> np.ndarray:
-    """Columns of ``values`` (T, K) centred and scaled to unit norm (float64); 0 where constant."""
-    v = values.astype(np.float64)
-    v -= v.mean(axis=0)
-    norm = np.sqrt((v * v).sum(axis=0))
-    return np.divide(v, norm, out=np.zeros_like(v), where=norm > 1e-12)
-
-
-def correlations(values: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Pearson correlation of every unit's series (columns of ``values`` (T, H)) with
-    ``target`` (T,); 0 where a unit or the target is constant."""
-    return (_standardized(values).T @ _standardized(target[:, None]))[:, 0]
-
-
-def rank_all(
-    blocks: dict[tuple[int, str], np.ndarray],
-    targets: dict[str, np.ndarray],
-    top: int = TOP_UNITS,
-) -> dict[str, list[dict[str, Any]]]:
-    """For each target (T,), the ``top`` units of all ``blocks`` ((layer, gate) -> (T, H)) most
-    correlated with it, by the absolute value of r: ``{name: [{"layer", "gate", "unit",
-    "r"}]}`` (one matrix product for all of them); an empty list for a constant target (an
-    annotation that never happens in the passage: no quotes in it, say)."""
-    keys = list(blocks)
-    units = np.concatenate([_standardized(blocks[k]) for k in keys], axis=1)  # (T, U)
-    names = list(targets)
-    r = units.T @ _standardized(np.stack([targets[n] for n in names], axis=1))  # (U, K)
-    where = [
-        (layer, gate, unit)
-        for layer, gate in keys
-        for unit in range(blocks[(layer, gate)].shape[1])
-    ]
-    out = {}
-    constant = np.ptp(np.stack([targets[n] for n in names], axis=1), axis=0) == 0
-    for k, name in enumerate(names):
-        if constant[k]:
-            out[name] = []
-            continue
-        best = np.argsort(-np.abs(r[:, k]), kind="stable")[:top]
-        out[name] = [
-            {"layer": where[i][0], "gate": where[i][1], "unit": where[i][2], "r": float(r[i, k])}
-            for i in best
-        ]
-    return out
-
-
-def rank_units(
-    blocks: dict[tuple[int, str], np.ndarray], target: np.ndarray, top: int = TOP_UNITS
-) -> list[dict[str, Any]]:
-    """:func:`rank_all` for one target."""
-    return rank_all(blocks, {"target": target}, top)["target"]
-
-
-def saturation(values: np.ndarray, low: float = LOW, high: float = HIGH) -> dict[str, list]:
-    """Per unit of a sigmoid gate's (T, H) values: the fraction of steps below ``low`` (left
-    saturated) and above ``high`` (right saturated)."""
-    return {
-        "left": np.round((values < low).mean(axis=0), 4).tolist(),
-        "right": np.round((values > high).mean(axis=0), 4).tolist(),
-    }
-
-
-def match(
-    values: np.ndarray, start: int, end: int, threshold: float
-) -> tuple[list[int], np.ndarray]:
-    """LSTMVis's match: the units above ``threshold`` at every position of ``[start, end)``, and
-    the positions where all of them are above it together (T,) bool."""
-    if not 0 <= start < end <= len(values):
-        raise RnnlabError(f"the span [{start}, {end}) is not inside the passage of {len(values)}")
-    on = values > threshold
-    units = np.flatnonzero(on[start:end].all(axis=0))
-    together = on[:, units].all(axis=1) if len(units) else np.zeros(len(values), dtype=bool)
-    return units.tolist(), together
-
-
-def quantize(values: np.ndarray) -> dict[str, Any]:
-    """A (T, H) block as bytes: ``value = lo + (hi - lo) * byte / 255``, base64 (row-major)."""
-    T, H = values.shape
-    lo, hi = (
-        float(values.min()) if values.size else 0.0,
-        float(values.max()) if values.size else 0.0,
-    )
-    if lo >= 0.0 and hi <= 1.0:  # a sigmoid gate: its natural range
-        lo, hi = 0.0, 1.0
-    elif lo >= -1.0 and hi <= 1.0:  # tanh
-        lo, hi = -1.0, 1.0
-    span = hi - lo if hi > lo else 1.0
-    data = np.clip(np.rint((values - lo) / span * 255.0), 0, 255).astype(np.uint8)
-    return {"T": T, "H": H, "lo": lo, "hi": hi, "data": base64.b64encode(data.tobytes()).decode()}
-
-
-def dequantize(block: dict[str, Any]) -> np.ndarray:
-    """The (T, H) float32 values of a :func:`quantize` block."""
-    raw = np.frombuffer(base64.b64decode(block["data"]), dtype=np.uint8)
-    values = raw.reshape(block["T"], block["H"]).astype(np.float32)
-    return block["lo"] + (block["hi"] - block["lo"]) * values / 255.0
 
 
 # -- the language model ------------------------------------------------------------------------
@@ -230,24 +74,25 @@ def default_passage(run: Run, length: int = PASSAGE) -> str:
     return text[start : start + length]
 
 
-def layer_gates(run: Run) -> list[dict[str, Any]]:
-    """The recurrent layers of a language model: name, size and the gates the page can show."""
-    rnn = run.model.rnn
-    out = []
-    probe = run.task.name == "lm"
-    gates: list[str] = []
-    if probe:  # one step tells which gates the cell reports
-        from rnnlab.analysis.diagnostics import record
+def _gate_order(gate: str) -> tuple[int, str]:
+    """Sort key: the lectures' order (:data:`GATE_ORDER`), other gates after, by name."""
+    return (GATE_ORDER.index(gate) if gate in GATE_ORDER else len(GATE_ORDER), gate)
 
-        with torch.no_grad(), record(run.model, gates=True) as traces:
-            run.model(torch.zeros(1, 1, dtype=torch.long, device=run.device))
-        found = list(traces[0].gates[0]) if traces and traces[0].gates else []
-        order = {g: i for i, g in enumerate(GATE_ORDER)}
-        gates = sorted(found, key=lambda g: (order.get(g, len(order)), g))
-    states = ["c", "h"] if rnn.state_is_tuple else ["h"]
-    for layer in range(rnn.num_layers):
-        out.append({"name": f"layer{layer}", "size": rnn.hidden_size, "gates": gates + states})
-    return out
+
+def layer_gates(run: Run) -> list[dict[str, Any]]:
+    """The recurrent layers of a language model: name, size and the gates the page can show
+    (one recorded step tells which gates the cell reports)."""
+    from rnnlab.analysis.diagnostics import record
+
+    rnn = run.model.rnn
+    with torch.no_grad(), record(run.model, gates=True) as traces:
+        run.model(torch.zeros(1, 1, dtype=torch.long, device=run.device))
+    found = list(traces[0].gates[0]) if traces and traces[0].gates else []
+    gates = sorted(found, key=_gate_order) + (["c", "h"] if rnn.state_is_tuple else ["h"])
+    return [
+        {"name": f"layer{layer}", "size": rnn.hidden_size, "gates": gates}
+        for layer in range(rnn.num_layers)
+    ]
 
 
 def analyse(run: Run, text: str, passage_id: str) -> Passage:
@@ -284,11 +129,8 @@ def analyse(run: Run, text: str, passage_id: str) -> Passage:
         if key[1] not in ("h", "c") and values.size and values.min() >= 0.0
     }
     sat: dict[str, dict[str, Any]] = {}
-    order = {g: i for i, g in enumerate(GATE_ORDER)}
-    for (layer, gate), values in sorted(
-        sigmoid.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 99))
-    ):
-        sat.setdefault(f"layer{layer}", {})[gate] = saturation(values)
+    for layer, gate in sorted(sigmoid, key=lambda key: (key[0], _gate_order(key[1]))):
+        sat.setdefault(f"layer{layer}", {})[gate] = saturation(sigmoid[(layer, gate)])
     summary = {
         "id": passage_id,
         "chars": tokens,
@@ -298,7 +140,7 @@ def analyse(run: Run, text: str, passage_id: str) -> Passage:
         "finder": finder,
         "saturation": sat,
         "blocks": [
-            {"layer": layer, "gate": gate, **{k: quantize(v)[k] for k in ("lo", "hi")}}
+            {"layer": layer, "gate": gate, **dict(zip(("lo", "hi"), block_range(v), strict=True))}
             for (layer, gate), v in sorted(blocks.items())
         ],
         "mean_loss": round(float(np.mean([v for v in loss if v is not None] or [math.nan])), 4),
@@ -407,9 +249,9 @@ def sample(
             values = []
             logits = None
             for t in range(x.shape[1]):
-                (logits, state), _ = model(x[:, t : t + 1], state=state)
+                logits, state = model.step(x[:, t], state)
                 values.append(float(state_parts(state)[index][layer, 0, unit]))
-            return logits[:, -1], state, values
+            return logits, state, values
         with record(model, gates=True) as traces:
             (logits, state), _ = model(x, state=state)
         trace = [t for t in traces if not t.name.endswith(".reverse")][layer]
@@ -473,8 +315,10 @@ def classify(run: Run, text: str) -> dict[str, Any]:
 
 
 def curves(out_dir: Path) -> dict[str, dict[str, list[float]]]:
-    """Training and validation loss against step and time, from the run's CSV files (rows that
-    do not parse are skipped)."""
+    """Training and validation loss against step and time, from the run's CSV files (their
+    valid rows, as a resumed run reads them: :func:`rnnlab.train.runlog.read_rows`)."""
+    from rnnlab.train.runlog import read_rows
+
     result = {}
     for key, name, column in (
         ("train", "metrics.csv", "train_loss"),
@@ -482,15 +326,15 @@ def curves(out_dir: Path) -> dict[str, dict[str, list[float]]]:
     ):
         series: dict[str, list[float]] = {"step": [], "elapsed_s": [], "loss": []}
         path = out_dir / name
-        if path.is_file():
-            with open(path, newline="", encoding="utf-8", errors="replace") as f:
-                for row in csv.DictReader(f):
-                    try:
-                        values = int(row["step"]), float(row["elapsed_s"]), float(row[column])
-                    except (KeyError, TypeError, ValueError):
-                        continue
-                    if all(math.isfinite(v) for v in values):
-                        for k, v in zip(series, values, strict=True):
-                            series[k].append(v)
+        rows = read_rows(path, column, sys.maxsize) if path.is_file() else []
+        for row in rows:
+            try:
+                elapsed = float(row.get("elapsed_s") or "")
+            except ValueError:
+                continue
+            if math.isfinite(elapsed):
+                series["step"].append(int(row["step"]))
+                series["elapsed_s"].append(elapsed)
+                series["loss"].append(float(row[column]))
         result[key] = series
     return result

@@ -28,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.runner import Run
-from rnnlab.viz import inspect
+from rnnlab.viz import finder, inspect
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: passages kept for the block requests (the oldest is dropped)
@@ -122,7 +122,7 @@ class Viz:
         values = passage.blocks.get((layer, gate))
         if values is None:
             raise BadRequest(f"the run has no gate {gate!r} in layer {layer}", 404)
-        return {"layer": layer, "gate": gate, **inspect.quantize(values)}
+        return {"layer": layer, "gate": gate, **finder.quantize(values)}
 
 
 # -- request parsing -----------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from rnnlab.core.registry import RecurrentConfig
 from rnnlab.errors import RnnlabError
 from rnnlab.nn import LSTM as DropInLSTM
 from rnnlab.train.config import TrainConfig
-from rnnlab.train.trainer import Trainer, autocast
+from rnnlab.train.precision import autocast
+from rnnlab.train.trainer import Trainer
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 8
 LM = [

@@ -20,7 +20,7 @@ import torch
 
 from rnnlab.cli import main
 from rnnlab.tasks.runner import load_run
-from rnnlab.viz import inspect
+from rnnlab.viz import finder, inspect
 from rnnlab.viz.command import bind
 
 PASSAGE = 'All:\n"Speak, speak." (rather) First Citizen:\nYou are all resolved'
@@ -74,7 +74,7 @@ def test_a_passage_holds_every_activation_of_the_model(lm_server: str, lm_run: P
     block = httpx.get(
         f"{lm_server}/api/block", params={"passage": summary["id"], "layer": 1, "gate": "h"}
     ).json()
-    values = inspect.dequantize(block)
+    values = finder.dequantize(block)
     assert values.shape == (T, 32) and block["lo"] == -1.0 and block["hi"] == 1.0
     np.testing.assert_allclose(values, h1[0].numpy(), atol=1 / 255 + 1e-6)
     # every gate of every layer, sigmoid gates in [0, 1]
@@ -88,12 +88,12 @@ def test_a_passage_holds_every_activation_of_the_model(lm_server: str, lm_run: P
         assert (b["lo"], b["hi"]) == (0.0, 1.0)
     assert set(summary["saturation"]["layer0"]) == {"i", "f", "o"}
     assert len(summary["saturation"]["layer0"]["f"]["left"]) == 32
-    assert set(summary["finder"]) == set(inspect.ANNOTATIONS)
-    assert len(summary["finder"]["line_position"]) == inspect.TOP_UNITS
+    assert set(summary["finder"]) == set(finder.ANNOTATIONS)
+    assert len(summary["finder"]["line_position"]) == finder.TOP_UNITS
 
 
 def test_annotations_of_a_text() -> None:
-    a = inspect.annotations(list('ab\n"Cd (e[f])" g'))
+    a = finder.annotations(list('ab\n"Cd (e[f])" g'))
     assert a["line_position"].tolist() == [0, 1, 2, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
     assert a["in_quotes"].tolist() == [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0]
     assert a["bracket_depth"].tolist() == [0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 2, 1, 0, 0, 0]
@@ -108,23 +108,23 @@ def test_correlations_saturation_and_match_against_numpy() -> None:
     target = rng.random(50)
     values[:, 2] = 2 * target + 1  # perfectly correlated
     values[:, 4] = 0.5  # constant: r = 0, not NaN
-    r = inspect.correlations(values, target)
+    r = finder.correlations(values, target)
     expected = [np.corrcoef(values[:, k], target)[0, 1] for k in (0, 1, 2, 3, 5)]
     np.testing.assert_allclose(r[[0, 1, 2, 3, 5]], expected, atol=1e-9)
     assert r[4] == 0.0
-    top = inspect.rank_units({(0, "h"): values}, target, top=2)
+    top = finder.rank_units({(0, "h"): values}, target, top=2)
     assert top[0] == {"layer": 0, "gate": "h", "unit": 2, "r": pytest.approx(1.0)}
-    sat = inspect.saturation(np.array([[0.05, 0.5], [0.95, 0.95], [0.0, 0.99], [0.5, 0.2]]))
+    sat = finder.saturation(np.array([[0.05, 0.5], [0.95, 0.95], [0.0, 0.99], [0.5, 0.2]]))
     assert sat == {"left": [0.5, 0.0], "right": [0.25, 0.5]}
-    units, on = inspect.match(np.array([[1, 0, 1], [1, 1, 1], [0, 1, 1], [1, 0, 1.0]]), 0, 2, 0.5)
+    units, on = finder.match(np.array([[1, 0, 1], [1, 1, 1], [0, 1, 1], [1, 0, 1.0]]), 0, 2, 0.5)
     assert units == [0, 2] and on.tolist() == [True, True, False, True]
 
 
 def test_quantisation_round_trips_within_one_step() -> None:
     values = np.linspace(-3, 5, 40, dtype=np.float32).reshape(8, 5)
-    block = inspect.quantize(values)
+    block = finder.quantize(values)
     assert (block["lo"], block["hi"]) == (-3.0, 5.0)
-    np.testing.assert_allclose(inspect.dequantize(block), values, atol=8 / 255 / 2 + 1e-6)
+    np.testing.assert_allclose(finder.dequantize(block), values, atol=8 / 255 / 2 + 1e-6)
 
 
 def test_sampling_streams_each_character_with_the_unit(lm_server: str, lm_run: Path) -> None:
@@ -291,7 +291,7 @@ def test_the_static_page_is_one_file_with_its_data(static_page: Path) -> None:
     data = json.loads(html[start : html.index(";</script>", start)].replace("<\\/", "</"))
     assert data["run"]["static"] and len(data["passage"]["chars"]) == 200
     assert set(data["blocks"]) == {f"{layer}/{g}" for layer in (0, 1) for g in "ifgoch"}
-    assert inspect.dequantize(data["blocks"]["1/h"]).shape == (200, 32)
+    assert finder.dequantize(data["blocks"]["1/h"]).shape == (200, 32)
 
 
 def test_the_command_serves_until_interrupted(lm_run: Path) -> None:
