@@ -122,7 +122,7 @@ def run_torch_kernel(
     kernel = TORCH_KERNELS[mode]
     if lengths is None:
         hx = list(state) if lstm else state
-        if T == 1 and x.device.type == "cpu" and _mkldnn_enabled():
+        if T == 1 and x.device.type == "cpu" and _mkldnn_enabled() and not torch.jit.is_tracing():
             # One step (generation, beam search, the decoders): oneDNN's RNN primitive costs
             # milliseconds per call to set up on the CPU; ATen's own kernel (two GEMMs and the
             # gates) a fraction of one. Same math; results agree to float rounding.

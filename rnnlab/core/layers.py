@@ -30,7 +30,7 @@ from rnnlab.core.state import (
     unstack_state,
     where_state,
 )
-from rnnlab.errors import RnnlabError
+from rnnlab.errors import RnnlabError, ShapeError, WrongTypeError
 
 #: ``observer(t, xp_t, state_in, h, new_state, gates)`` -> None or a replacement ``(h, new_state)``.
 StepObserver = Callable[[int, Tensor, State, Tensor, State, dict], "tuple[Tensor, State] | None"]
@@ -170,10 +170,20 @@ class Recurrent(nn.Module):
         super().__init__()
         self.backend = check_backend(backend)
         self._step_hooks: OrderedDict[int, StepHook] = OrderedDict()
-        if not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
-        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        sizes = {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers}
+        for name, size in sizes.items():
+            if not isinstance(size, int) or isinstance(size, bool):
+                raise WrongTypeError(f"{name} must be a positive integer, got {size!r}")
+            if size < 1:
+                raise RnnlabError(f"{name} must be a positive integer, got {size!r}")
+        if not isinstance(dropout, (int, float)) or isinstance(dropout, bool):
+            raise WrongTypeError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise RnnlabError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        flags = {"bidirectional": bidirectional, "batch_first": batch_first}
+        for name, flag in {**flags, "return_states": return_states}.items():
+            if not isinstance(flag, bool):  # "False" would silently act as True
+                raise WrongTypeError(f"{name} must be True or False, got {flag!r}")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -247,6 +257,13 @@ class Recurrent(nn.Module):
             if fast_reason is not None:
                 raise RnnlabError(f"backend 'fast' cannot run this layer: {fast_reason}")
             return "fast"
+        if torch.compiler.is_compiling():
+            # compiled: rnnlab's C++ loop as a custom op (rnnlab::scan), opaque to Inductor,
+            # for every cell it can run, torch's standard LSTM included (Inductor would trace
+            # torch.lstm into an unrolled loop: slower than eager, and minutes to compile)
+            if self._fast_blocker(x) is None:
+                return "fast"
+            return "torch" if torch_reason is None else "reference"
         if torch_reason is None and (not fast.prefers_own_kernel(mode) or _one_cpu_step(x)):
             # the standard LSTM: torch's (oneDNN) kernel is the faster one; and one time step
             # of any standard cell on the CPU (generation): ATen's kernel, oneDNN off, is the
@@ -325,34 +342,43 @@ class Recurrent(nn.Module):
     # -- validation ---------------------------------------------------------------------
     def _check_input(self, x: Tensor) -> None:
         if not torch.is_floating_point(x):
-            raise ValueError(f"input must be a floating-point tensor, got dtype {x.dtype}")
+            raise RnnlabError(f"input must be a floating-point tensor, got dtype {x.dtype}")
         weight_dtype = self.cells[0].weight_ih.dtype
         if x.dtype != weight_dtype and not torch.is_autocast_enabled(x.device.type):
-            raise ValueError(
-                f"input dtype {x.dtype} does not match weight dtype {weight_dtype}: convert "
-                f"the input with input.to({weight_dtype}) or the model with model.to({x.dtype})"
+            # torch.nn's wording: code (and PyTorch's own tests) match it
+            raise RnnlabError(
+                f"RNN input dtype {x.dtype} does not match weight dtype {weight_dtype}. Convert "
+                f"input: input.to({weight_dtype}), or convert model: model.to({x.dtype})"
             )
         if x.dim() not in (2, 3):
-            raise ValueError(
+            raise RnnlabError(
                 f"input must be 3-D ({'N, T, D' if self.batch_first else 'T, N, D'}) or 2-D "
                 f"(T, D), got {x.dim()}-D with shape {tuple(x.shape)}"
             )
         if x.shape[-1] != self.input_size:
-            raise ValueError(
+            raise ShapeError(
                 f"input size mismatch: expected last dimension {self.input_size}, "
                 f"got {x.shape[-1]} (input shape {tuple(x.shape)})"
             )
 
     def _check_lengths(self, lengths: Tensor | Sequence[int], N: int, T: int) -> Tensor:
-        lengths = torch.as_tensor(lengths).cpu()
+        # torch.export and torch.compile: no device copy, no branch on the lengths' values
+        traced = torch.compiler.is_compiling()
+        lengths = torch.as_tensor(lengths) if traced else torch.as_tensor(lengths).cpu()
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
-            raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
+            raise RnnlabError(f"lengths must be integers, got dtype {lengths.dtype}")
         if lengths.shape != (N,):
-            raise ValueError(
+            raise ShapeError(
                 f"lengths must have shape ({N},) (one per sequence), got {tuple(lengths.shape)}"
             )
-        if N and (lengths.min() < 1 or lengths.max() > T):
-            raise ValueError(
+        if traced and not torch.compiler.is_exporting():
+            # compiled: the same check, run by the graph (an error when the step runs)
+            torch._assert_async(
+                ((lengths >= 1) & (lengths <= T)).all(),
+                "lengths must be in [1, T] (T: the time dimension)",  # (no f-string: T symbolic)
+            )
+        elif not traced and N and (lengths.min() < 1 or lengths.max() > T):
+            raise ShapeError(  # a RuntimeError, as from torch's pack_padded_sequence
                 f"lengths must be in [1, {T}] (the time dimension), got min "
                 f"{int(lengths.min())} and max {int(lengths.max())}"
             )
@@ -368,16 +394,16 @@ class Recurrent(nn.Module):
             self.state_is_tuple and len(state) != 2
         ):
             kind = "a pair (h, c)" if self.state_is_tuple else "a single tensor"
-            raise ValueError(f"state must be {kind} for this cell, got {type(state).__name__}")
+            raise ShapeError(f"state must be {kind} for this cell, got {type(state).__name__}")
         for p in parts:
             if not isinstance(p, Tensor):
-                raise ValueError(f"state must hold tensors, got {type(p).__name__}")
+                raise WrongTypeError(f"state must hold tensors, got {type(p).__name__}")
             if tuple(p.shape) != expected:
-                raise ValueError(
+                raise ShapeError(
                     f"state shape mismatch: expected {expected} ({dims}), got {tuple(p.shape)}"
                 )
             if p.dtype != x.dtype:
-                raise ValueError(f"state dtype {p.dtype} does not match input dtype {x.dtype}")
+                raise RnnlabError(f"state dtype {p.dtype} does not match input dtype {x.dtype}")
 
     # -- forward ------------------------------------------------------------------------
     def forward(
@@ -411,11 +437,12 @@ class Recurrent(nn.Module):
                 x = input.transpose(0, 1) if self.batch_first else input
         T, N = x.shape[:2]
         if T == 0:
-            raise ValueError("input has no time steps (T = 0)")
+            raise ShapeError("input has no time steps (T = 0)")
         run_lengths = None
         if lengths is not None:
             lengths = self._check_lengths(lengths, N, T)
-            if not bool((lengths == T).all()):
+            # (compiled or exported: no branch on the lengths' values; the masked path is exact)
+            if torch.compiler.is_compiling() or not bool((lengths == T).all()):
                 run_lengths = lengths  # when nothing is padded the plain path is exact and faster
                 # Padding never reaches a cell, so that even NaN padding changes nothing (as
                 # with torch's packed kernels): masked outputs alone would still let it into
@@ -458,7 +485,8 @@ class Recurrent(nn.Module):
             out, state = self._forward_without_autocast(x.unsqueeze(1), state, None, x.device.type)
             return out[:, 0], state
         xt = x.unsqueeze(0)
-        if self.backend_for(xt) == "torch":  # the usual case: straight to the kernel
+        # the usual case: straight to the kernel (never under export: rnnlab.core.export)
+        if not torch.compiler.is_exporting() and self.backend_for(xt) == "torch":
             out, final = self._run_torch(xt, state, None)
         else:
             out, final, _ = self._forward_time_major(xt, state, None)
@@ -489,6 +517,10 @@ class Recurrent(nn.Module):
     def _forward_time_major(
         self, x: Tensor, state: State | None, lengths: Tensor | None
     ) -> tuple[Tensor, State, State | None]:
+        if torch.compiler.is_exporting():  # torch.export / ONNX: a loop over a dynamic T
+            from rnnlab.core.export import forward_time_major
+
+            return forward_time_major(self, x, state, lengths)
         backend = self.backend_for(x)
         if backend == "torch":
             return (*self._run_torch(x, state, lengths), None)
@@ -515,7 +547,7 @@ class Recurrent(nn.Module):
                 seq = layer_input if d == 0 else flip_valid(layer_input, lengths)
                 xp = cell.input_projection(seq)
                 if backend == "fast":
-                    (o, fin), sts = fast.scan(cell, xp, s0, mask), None
+                    (o, fin), sts = fast.scan(cell, xp, s0, mask, source=seq), None
                 else:
                     observer = self._observer(layer, d) if self._step_hooks else None
                     o, fin, sts = scan(cell, xp, s0, mask, self.return_states, observer)

@@ -132,6 +132,10 @@ class TrainConfig(Config):
         "fp32", choices=PRECISIONS, help="bf16: forward passes under torch.autocast with "
         "bfloat16 (matrix products in bf16, the recurrent kernels and the losses in fp32)"
     )  # fmt: skip
+    compile: bool = option(
+        False, help="run the training forward and backward through torch.compile (dynamic "
+        "shapes; the first steps pay the compilation; see docs/PERFORMANCE.md)"
+    )  # fmt: skip
     log_every: int = option(10, check=positive, help="write a row of metrics.csv every N steps")
     tensorboard: bool = option(False, help="also log to RUN/tensorboard")
     progress: bool = option(True, help="show a progress bar")

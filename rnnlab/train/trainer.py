@@ -187,6 +187,8 @@ class Trainer:
         self.main = group is None or group.main  # writes files, logs, shows progress
         # what the training forward runs through: DDP averages the gradients in backward
         self.net = group.wrap(model) if group is not None else model
+        if config.compile:  # --compile: rnnlab's layers compile without graph breaks
+            self.net = torch.compile(self.net, dynamic=True)
         self.autocast = autocast(self.device, config.precision)  # --precision
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.params, config)

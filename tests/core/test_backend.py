@@ -110,7 +110,8 @@ def test_explicit_fast_raises_where_it_cannot_run() -> None:
     hooked.register_step_hook(lambda *args: None)
     _one_line_error(hooked, x, "step hooks")
     _one_line_error(fast_lstm(), x.to("meta"), "CPU tensors only, got a meta tensor")
-    _one_line_error(fast_lstm().half(), x.half(), "float32 and float64 only, got torch.float16")
+    _one_line_error(fast_lstm().to(torch.complex64), x.to(torch.complex64),
+                    "float32, float64, bfloat16 and float16 only, got torch.complex64")  # fmt: skip
 
     class Custom(LSTMCell):
         def _gates(self, xp, state):

@@ -234,14 +234,26 @@ def test_no_grad_forward_equals_training_forward() -> None:
 
 
 @needs_kernels
-def test_double_backward_raises_clearly() -> None:
+def test_double_backward_runs_the_cells_math() -> None:
+    """create_graph=True recomputes through the reference math (tests/core/test_compile.py
+    checks every order against the reference loop)."""
     rnn = Recurrent(partial(GRUCell, reset="before"), 2, 3, dtype=F64)
     x = torch.randn(2, 4, 2, dtype=F64, requires_grad=True)
-    with pytest.raises(RuntimeError, match="first-order gradients only"):
-        torch.autograd.grad(rnn(x)[0].sum(), x, create_graph=True)
-    with use_backend("reference"):  # the reference loop supports it
-        (g,) = torch.autograd.grad(rnn(x)[0].sum(), x, create_graph=True)
-        g.sum().backward()
+    (g,) = torch.autograd.grad(rnn(x)[0].square().sum(), x, create_graph=True)
+    (gg,) = torch.autograd.grad(g.square().sum(), x)
+    with use_backend("reference"):
+        (g_ref,) = torch.autograd.grad(rnn(x)[0].square().sum(), x, create_graph=True)
+        (gg_ref,) = torch.autograd.grad(g_ref.square().sum(), x)
+    torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gg, gg_ref, rtol=1e-10, atol=1e-12)
+    fast_only = fast.scan  # without the layer's input there is nothing to recompute from
+    cell = rnn.cells[0]
+    xp = cell.input_projection(x.transpose(0, 1))
+    out, _ = fast_only(cell, xp, torch.zeros(2, 3, dtype=F64))
+    with pytest.raises(RuntimeError, match="higher-order gradients need the layer's input"):
+        torch.autograd.grad(out.sum(), xp, create_graph=True)
+    (g,) = torch.autograd.grad(out.sum(), xp)  # first order: the kernel's backward
+    assert g.shape == xp.shape
 
 
 @needs_kernels
@@ -252,7 +264,10 @@ def test_what_the_fast_path_does_not_cover_runs_the_reference() -> None:
 
     x = torch.randn(5, 2, 3)
     assert not fast.supports(Custom(3, 4), x)
-    assert not fast.supports(LSTMCell(3, 4, peephole=True).half(), x.half())
+    assert not fast.supports(
+        LSTMCell(3, 4, peephole=True).to(torch.complex64), x.to(torch.complex64)
+    )
+    assert fast.supports(LSTMCell(3, 4, peephole=True).half(), x.half())  # in float32
     assert fast.supports(LSTMCell(3, 4, peephole=True), x)
     rnn = Recurrent(partial(LSTMCell, peephole=True), 3, 4, return_states=True)
     out, _, states = rnn(torch.randn(2, 5, 3))  # per-step states: the reference loop

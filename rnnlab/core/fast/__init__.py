@@ -10,8 +10,11 @@ cell and option). What it covers:
   relu), additive, minimal GRU, GRU (reset after or before), LSTM (with or without forget gate,
   peepholes), Jozefowicz et al.'s MUT1, MUT2 and MUT3, each with or without bias and layer
   norm (a subclass that overrides the math declares no kernel, so it runs the reference);
-* float32 and float64 CPU tensors; lengths (masking inside the loop) and both directions;
-* first-order gradients (a double backward raises; use the ``"reference"`` backend for it).
+* float32 and float64 CPU tensors, and bfloat16 and float16 ones computed in float32 (the
+  input, weights and state cast up for the loop, the outputs cast back);
+* lengths (masking inside the loop) and both directions;
+* gradients of every order: the first from the C++ backward, higher orders (and batched
+  gradients) by autograd through the cell's math (see :mod:`rnnlab.core.fast.function`).
 
 The kernels are compiled at first use (see :mod:`rnnlab.core.fast._build`); without a compiler
 one warning is printed and ``"auto"`` runs the reference loop.
@@ -24,15 +27,21 @@ the same memory instead of faulting in fresh pages; at most 256 MiB is kept
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import partial
+
 import torch
 from torch import Tensor
 
 from rnnlab.core.cells import RecurrentCell
 from rnnlab.core.fast import _build
 from rnnlab.core.fast.function import cell_spec, run
-from rnnlab.core.state import State
+from rnnlab.core.state import State, map_state
 
 _DTYPES = (torch.float32, torch.float64)
+#: run in float32 (the weights, input and state cast up, the outputs cast back): a recurrence
+#: accumulates its rounding over the time steps, and the kernels' vector math is float32's
+_UPCAST = (torch.bfloat16, torch.float16)
 #: torch kernels that rnnlab's own loop beats on CPU (measured with ``rnnlab bench``; see
 #: docs/PERFORMANCE.md). torch.nn.LSTM goes through oneDNN and stays with torch.
 _OWN_FASTER = frozenset({"GRU", "RNN_TANH", "RNN_RELU"})
@@ -53,6 +62,7 @@ def cached_bytes() -> int:
     return int(torch.ops.rnnlab_fast.buffer_cache_bytes()) if is_available() else 0
 
 
+@torch.compiler.assume_constant_result  # torch.compile: run once while tracing, not traced
 def is_available() -> bool:
     """True if the C++ kernels are loaded (building them on the first call)."""
     return _build.load()
@@ -67,8 +77,8 @@ def why_not(cell: RecurrentCell, x: Tensor) -> str | None:
     """
     if x.device.type != "cpu":
         return f"it runs on CPU tensors only, got a {x.device.type} tensor"
-    if x.dtype not in _DTYPES:
-        return f"it runs float32 and float64 only, got {x.dtype}"
+    if x.dtype not in _DTYPES + _UPCAST:
+        return f"it runs float32, float64, bfloat16 and float16 only, got {x.dtype}"
     if x.numel() == 0:
         return "the input is empty"
     if cell.kernel() is None:
@@ -91,7 +101,11 @@ def prefers_own_kernel(mode: str) -> bool:
 
 
 def scan(
-    cell: RecurrentCell, xp: Tensor, state: State, mask: Tensor | None = None
+    cell: RecurrentCell,
+    xp: Tensor,
+    state: State,
+    mask: Tensor | None = None,
+    source: Tensor | None = None,
 ) -> tuple[Tensor, State]:
     """:func:`rnnlab.core.layers.scan` (without ``keep_states``) on the C++ loop.
 
@@ -100,6 +114,9 @@ def scan(
         xp: ``cell.input_projection(x)``, time-major (T, N, G*H).
         state: the initial state, (N, H) or (h, c).
         mask: (T, N, 1) bool, True inside each sequence, or None.
+        source: the input ``xp`` was projected from, (T, N, D), for higher-order gradients
+            (double backward, batched gradients), which recompute from it; without it they
+            raise.
 
     Returns:
         ``(outputs (T, N, H), final_state)``, equal to the reference's.
@@ -107,7 +124,18 @@ def scan(
     spec = cell_spec(cell)
     if spec is None or not is_available():
         raise ValueError(f"no fast kernel for {type(cell).__name__}; check supports() first")
-    return run(spec, xp, state, mask)
+    if xp.dtype in _UPCAST:
+        low = xp.dtype
+        up = partial(map_state, lambda t: t.float())
+        spec = replace(
+            spec,
+            weight_hh=spec.weight_hh.float(),
+            params=tuple(None if p is None else p.float() for p in spec.params),
+        )
+        # (no source: higher-order gradients of a low-precision layer raise, in one line)
+        out, final = run(spec, xp.float(), up(state), mask, None)
+        return out.to(low), map_state(lambda t: t.to(low), final)
+    return run(spec, xp, state, mask, source)
 
 
 __all__ = [
