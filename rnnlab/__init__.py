@@ -37,7 +37,7 @@ _EXPORTS: dict[str, str] = {
     "register_task": "rnnlab.tasks",
     "RnnlabError": "rnnlab.errors",
 }
-_MODULES = ("nn", "core", "train", "tasks", "data", "analysis", "config")
+_MODULES = ("nn", "core", "train", "tasks", "data", "analysis", "config", "export")
 
 if TYPE_CHECKING:
     from rnnlab import nn

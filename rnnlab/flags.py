@@ -97,7 +97,10 @@ def _add_group(
     group = parser.add_argument_group(title)
     later = []
     for f, kind in _fields(cls):
-        default = getattr(defaults, f.name) if defaults is not None else None
+        if defaults is not None:
+            default = getattr(defaults, f.name)
+        else:  # a command with a required positional has no default instance: the field's own
+            default = f.default if f.default is not MISSING else None
         if f.metadata.get("nested"):
             later.append((kind.base, default, prefix + f.name + "."))
             continue

@@ -375,6 +375,20 @@ CASES: list[Case] = [
          read_only=True),
     Case("diagnose-length-one", "number", "diagnose {d}/lm --length 1", "expected a value >= 2",
          {"lm": Fixture("lm")}),
+    # -- export
+    Case("export-checkpoint-missing", "checkpoint", "export {d}/none --onnx {d}/m.onnx", "none"),
+    Case("export-no-onnx", "option", "export {d}/lm", "needs --onnx FILE.onnx",
+         {"lm": Fixture("lm")}),
+    Case("export-onnx-not-onnx", "file", "export {d}/lm --onnx {d}/m.txt", "must end in .onnx",
+         {"lm": Fixture("lm")}),
+    Case("export-onnx-is-a-folder", "file", "export {d}/lm --onnx {d}/m.onnx",
+         "is a directory, not a file", {"lm": Fixture("lm"), "m.onnx": _folder}),
+    Case("export-step-is-a-folder", "file", "export {d}/lm --onnx {d}/m.onnx",
+         "m-step.onnx is a directory, not a file", {"lm": Fixture("lm"), "m-step.onnx": _folder}),
+    Case("export-onnx-under-file", "file", "export {d}/lm --onnx {d}/file/m.onnx",
+         "is a file, not a directory", {"lm": Fixture("lm"), "file": "x"}),
+    Case("export-read-only", "file", "export {d}/lm --onnx {d}/ro/m.onnx",
+         "(a read-only file system)", {"lm": Fixture("lm"), "ro/x": "x"}, read_only=True),
 ]
 # fmt: on
 

@@ -38,7 +38,7 @@ from tests.bad_inputs import (
 COMMANDS = (
     "train lm", "train classify", "train tag", "train seq2seq", "train names", "train caption",
     "sample", "eval", "predict", "tag", "translate", "generate-names", "caption",
-    "data punct-tags", "data captions", "bench", "experiment", "diagnose",
+    "data punct-tags", "data captions", "bench", "experiment", "diagnose", "viz", "export",
 )  # fmt: skip
 
 

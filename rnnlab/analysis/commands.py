@@ -15,6 +15,7 @@ from pathlib import Path
 from rnnlab.analysis.experiments import EXPERIMENTS
 from rnnlab.config import Check, Config, at_least, option
 from rnnlab.errors import RnnlabError
+from rnnlab.export_command import ExportOptions, export
 from rnnlab.tasks.runner import THREADS, check_writable
 from rnnlab.viz.command import VizOptions, viz
 
@@ -237,6 +238,7 @@ COMMANDS = {
     "experiment": (ExperimentOptions, experiment),
     "diagnose": (DiagnoseOptions, diagnose),
     "viz": (VizOptions, viz),
+    "export": (ExportOptions, export),
 }
 
 __all__ = ["COMMANDS", "BenchOptions", "DiagnoseOptions", "ExperimentOptions"]
