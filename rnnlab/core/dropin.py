@@ -222,9 +222,9 @@ class GRU(_TorchCompatible):
 class LSTM(_TorchCompatible):
     r"""Drop-in ``torch.nn.LSTM``, plus forget_gate, peephole, layer_norm and forget_bias.
 
-    Args as ``torch.nn.LSTM`` (``proj_size`` must be 0: projections are not supported); the
-    extra options as :class:`rnnlab.LSTMCell`, except that ``forget_bias`` defaults to ``None``
-    here so that the default initialisation is torch's.
+    Args as ``torch.nn.LSTM`` (``proj_size`` P > 0: projections, ``weight_hr_l0`` (P, H), with
+    every variant); the extra options as :class:`rnnlab.LSTMCell`, except that ``forget_bias``
+    defaults to ``None`` here so that the default initialisation is torch's.
     """
 
     def __init__(
@@ -246,14 +246,10 @@ class LSTM(_TorchCompatible):
         forget_bias: float | None = None,
         backend: str = "auto",
     ) -> None:
-        if proj_size != 0:
-            raise ValueError(
-                f"proj_size={proj_size} is not supported by rnnlab.nn.LSTM (expected 0); "
-                "use torch.nn.LSTM for projected LSTMs"
-            )
-        self.proj_size = 0
+        self.proj_size = proj_size
         cell = partial(
             LSTMCell,
+            proj_size=proj_size,
             forget_gate=forget_gate,
             peephole=peephole,
             layer_norm=layer_norm,

@@ -265,10 +265,6 @@ def test_bad_drop_in_options(cls, kwargs: dict, match: str) -> None:
 
 
 def test_torch_api_surface() -> None:
-    with pytest.raises(
-        ValueError, match=r"proj_size=2 is not supported by rnnlab.nn.LSTM \(expected 0\)"
-    ):
-        rnnlab.nn.LSTM(D, H, proj_size=2)
     with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu', got 'gelu'"):
         rnnlab.nn.RNN(D, H, nonlinearity="gelu")
     with pytest.raises(ValueError, match="reset must be 'after' or 'before'"):

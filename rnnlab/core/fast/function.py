@@ -34,7 +34,7 @@ class CellSpec:
 
     kind: int
     weight_hh: Tensor
-    #: b_hh, g_hh, g_hn, p_i, p_f, p_o, g_c, b_c (None where the cell has none)
+    #: b_hh, g_hh, g_hn, p_i, p_f, p_o, g_c, b_c, w_hr (None where the cell has none)
     params: tuple[Tensor | None, ...]
     eps: tuple[float, float, float]
 
@@ -75,6 +75,7 @@ def cell_spec(cell: RecurrentCell) -> CellSpec | None:
         *(peep.get(name) for name in _PEEPHOLES),
         ln_c.weight if ln_c is not None else None,
         ln_c.bias if ln_c is not None else None,
+        cell.weight_hr,  # the LSTM's projection (P, H), or None
     )
     eps_c = float(ln_c.eps) if ln_c is not None else _DEFAULT_EPS
     return CellSpec(int(kind), cell.weight_hh, params, (eps_hh, eps_hn, eps_c))
@@ -129,14 +130,14 @@ class _Scan(torch.autograd.Function):
             grad_out, grad_h, grad_c,
         )  # fmt: skip
         if ctx.kind in _LSTM_KINDS:
-            dxp, dh0, dc0, dw, db, dg, dpi, dpf, dpo, dgc, dbc = grads
-            dparams = (db, dg, None, dpi, dpf, dpo, dgc, dbc)
+            dxp, dh0, dc0, dw, db, dg, dpi, dpf, dpo, dgc, dbc, dwr = grads
+            dparams = (db, dg, None, dpi, dpf, dpo, dgc, dbc, dwr)
         elif ctx.kind in _GRU_KINDS:
             dxp, dh0, dw, db, dg, dgn = grads
-            dc0, dparams = None, (db, dg, dgn, None, None, None, None, None)
+            dc0, dparams = None, (db, dg, dgn, None, None, None, None, None, None)
         else:
             dxp, dh0, dw, db, dg = grads
-            dc0, dparams = None, (db, dg, None, None, None, None, None, None)
+            dc0, dparams = None, (db, dg, None, None, None, None, None, None, None)
         dparams = tuple(d if p is not None else None for d, p in zip(dparams, params))
         return (None, None, None, None, dxp, dh0, dc0, dw, *dparams)
 
@@ -145,9 +146,10 @@ def run(spec: CellSpec, xp: Tensor, state: State, mask: Tensor | None) -> tuple[
     """One direction over time, as :func:`rnnlab.core.layers.scan` without ``keep_states``.
 
     Args:
-        xp: (T, N, G*H) projected inputs; state: (N, H) or (h, c); mask: (T, N, 1) bool or None.
+        xp: (T, N, G*H) projected inputs; state: (N, H) or (h, c) (h (N, P) with projections);
+            mask: (T, N, 1) bool or None.
     Returns:
-        ``(outputs (T, N, H), final state)``.
+        ``(outputs (T, N, H or P), final state)``.
     """
     lstm = spec.kind in _LSTM_KINDS
     h0, c0 = state if lstm else (state, None)
