@@ -146,8 +146,7 @@ def run(spec: CellSpec, xp: Tensor, state: State, mask: Tensor | None) -> tuple[
     """One direction over time, as :func:`rnnlab.core.layers.scan` without ``keep_states``.
 
     Args:
-        xp: (T, N, G*H) projected inputs; state: (N, H) or (h, c) (h (N, P) with projections);
-            mask: (T, N, 1) bool or None.
+        xp: (T, N, G*H) projected inputs; state: (N, H) or (h, c); mask: (T, N, 1) bool or None.
     Returns:
         ``(outputs (T, N, H or P), final state)``.
     """
