@@ -101,23 +101,26 @@ def run_torch_kernel(
     training: bool,
     bidirectional: bool,
     hidden_size: int,
+    output_size: int | None = None,
 ) -> tuple[Tensor, State]:
     """A whole stack on torch's fused kernel ``mode``, as ``torch.nn.LSTM/GRU/RNN`` run it.
 
     Args:
         x: time-major input (T, N, D); state (L*K, N, H) or a pair, or None for zeros.
         lengths: (N,) valid lengths (the input is then packed), or None.
-        weights: torch's flat weight list: per layer and direction ``w_ih, w_hh[, b_ih, b_hh]``.
+        weights: torch's flat weight list: per layer and direction ``w_ih, w_hh[, b_ih, b_hh]``
+            (then ``w_hr`` with projections).
+        output_size: the size of ``h``: P for an LSTM with projections; None: ``hidden_size``.
 
     Returns:
-        ``(outputs (T, N, K*H), final state)``.
+        ``(outputs (T, N, K*H) (K*P with projections), final state)``.
     """
     T, N = x.shape[:2]
-    shape = (num_layers * (2 if bidirectional else 1), N, hidden_size)
+    LK = num_layers * (2 if bidirectional else 1)
     lstm = mode == "LSTM"
     if state is None:
-        zeros = x.new_zeros(shape)
-        state = (zeros, zeros.clone()) if lstm else zeros
+        h = x.new_zeros(LK, N, output_size or hidden_size)
+        state = (h, x.new_zeros(LK, N, hidden_size)) if lstm else h
     args = (weights, bias, num_layers, dropout, training, bidirectional)
     kernel = TORCH_KERNELS[mode]
     if lengths is None:

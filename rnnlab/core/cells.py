@@ -5,16 +5,18 @@ Every cell follows one contract::
     h_t, state_t = cell(x_t, state_{t-1})
     state_0 = cell.initial_state(batch, device, dtype)
 
-``state`` is a tensor ``(N, H)`` for every cell but the LSTM, whose state is the pair ``(h, c)``.
+``state`` is a tensor ``(N, H)`` for every cell but the LSTM, whose state is the pair ``(h, c)``
+(``h`` (N, P) with projections, ``proj_size`` P > 0, ``c`` (N, H)).
 A step is split in two so that layers can hoist the input side out of the time loop:
 ``cell(x, s) == cell.step(cell.input_projection(x), s)``. ``input_projection`` is one fused
 GEMM for all gates (plus its layer norm and bias) and works on any leading shape, so a layer
 projects all T steps at once; ``step`` does the one fused recurrent GEMM and the gate math.
 
 Parameter names and layouts follow ``torch.nn``: ``weight_ih`` ``(G*H, D)``, ``weight_hh``
-``(G*H, H)``, ``bias_ih`` and ``bias_hh`` ``(G*H,)``, gates stacked in the order given per cell.
+``(G*H, H)`` (``(G*H, P)`` with projections), ``bias_ih`` and ``bias_hh`` ``(G*H,)``,
+``weight_hr`` ``(P, H)``, gates stacked in the order given per cell.
 
-Shapes: N batch, D input size, H hidden size, G number of gates.
+Shapes: N batch, D input size, H hidden size, P projection size, G number of gates.
 """
 
 from __future__ import annotations
@@ -55,12 +57,15 @@ class Weights:
         peepholes: names of (H,) diagonal parameters (the LSTM's ``weight_ci`` ...).
         cell_norm: with ``layer_norm``, also ``ln_cell``, a LayerNorm(H) with bias (the LSTM's
             normalisation of ``c_t``).
+        proj_size: P > 0: the output ``h_t`` is projected to P by ``weight_hr`` (P, H) (Sak et
+            al., 2014), and the recurrent GEMM reads it: ``weight_hh`` is ``(rows, P)``.
     """
 
     gates: tuple[str, ...]
     recurrent: tuple[int, ...]
     peepholes: tuple[str, ...] = ()
     cell_norm: bool = False
+    proj_size: int = 0
 
 
 class RecurrentCell(nn.Module):
@@ -112,6 +117,8 @@ class RecurrentCell(nn.Module):
         spec = self.weights()
         self.gate_names = spec.gates
         H = hidden_size
+        #: the size of ``h_t``, the output and the recurrent GEMM's input: P or H
+        self.output_size = spec.proj_size or H
         kw = {"device": device, "dtype": dtype}
         gh, rh = len(spec.gates) * H, sum(spec.recurrent) * H
         self._group_rows: list[tuple[int, int]] = []
@@ -121,13 +128,17 @@ class RecurrentCell(nn.Module):
             start += n * H
         # Creation order fixes named_parameters(), hence reset_parameters()'s draws: keep it.
         self.weight_ih = nn.Parameter(torch.empty(gh, input_size, **kw))
-        self.weight_hh = nn.Parameter(torch.empty(rh, H, **kw))
+        self.weight_hh = nn.Parameter(torch.empty(rh, self.output_size, **kw))
         if bias:
             self.bias_ih = nn.Parameter(torch.empty(gh, **kw))
             self.bias_hh = nn.Parameter(torch.empty(rh, **kw))
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
+        if spec.proj_size:  # after the biases: torch's order (w_ih, w_hh, b_ih, b_hh, w_hr)
+            self.weight_hr = nn.Parameter(torch.empty(spec.proj_size, H, **kw))
+        else:
+            self.register_parameter("weight_hr", None)
         for name in spec.peepholes:
             setattr(self, name, nn.Parameter(torch.empty(H, **kw)))
         self.ln_ih = self.ln_hh = self.ln_cell = None
@@ -172,11 +183,13 @@ class RecurrentCell(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> State:
-        """Zeros of shape (N, H) (a pair of them for the LSTM)."""
+        """Zeros of shape (N, H) (for the LSTM a pair, ``h`` (N, P) with projections)."""
         device = self.weight_hh.device if device is None else device
         dtype = self.weight_hh.dtype if dtype is None else dtype
-        zeros = torch.zeros(batch, self.hidden_size, device=device, dtype=dtype)
-        return (zeros, zeros.clone()) if self.state_is_tuple else zeros
+        h = torch.zeros(batch, self.output_size, device=device, dtype=dtype)
+        if not self.state_is_tuple:
+            return h
+        return h, torch.zeros(batch, self.hidden_size, device=device, dtype=dtype)
 
     def input_projection(self, x: Tensor) -> Tensor:
         """``LN(W_ih x) + b_ih`` for all gates at once: (..., D) -> (..., G*H)."""
@@ -188,7 +201,8 @@ class RecurrentCell(nn.Module):
         return xp
 
     def recurrent(self, v: Tensor, group: int = 0) -> Tensor:
-        """``LN_g(W_g v) + b_g`` with the rows of recurrent group ``g``: (N, H) -> (N, n_g*H)."""
+        """``LN_g(W_g v) + b_g`` with the rows of recurrent group ``g``: (N, H) -> (N, n_g*H)
+        (``v`` (N, P) with projections)."""
         if len(self._group_rows) == 1:
             weight, bias, norm = self.weight_hh, self.bias_hh, self.ln_hh
         else:
@@ -204,7 +218,7 @@ class RecurrentCell(nn.Module):
         return out
 
     def recurrent_projection(self, h: Tensor) -> Tensor:
-        """``LN(W_hh h) + b_hh`` of a one-group cell: (N, H) -> (N, G*H)."""
+        """``LN(W_hh h) + b_hh`` of a one-group cell: (N, H or P) -> (N, G*H)."""
         return self.recurrent(h, 0)
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
@@ -217,7 +231,7 @@ class RecurrentCell(nn.Module):
         return self._gates(self.input_projection(x), state)[2]
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """One step: x (N, D), state (N, H) or (h, c) -> (h_t (N, H), new_state)."""
+        """One step: x (N, D), state (N, H) or (h, c) -> (h_t (N, H or P), new_state)."""
         if state is None:
             state = self.initial_state(x.shape[0], x.device, x.dtype)
         return self.step(self.input_projection(x), state)
@@ -412,7 +426,8 @@ class GRUCell(RecurrentCell):
 
 
 class LSTMCell(RecurrentCell):
-    r"""Long short-term memory, with or without forget gate, with optional peepholes.
+    r"""Long short-term memory, with or without forget gate, with optional peepholes and
+    projections.
 
     Gate order ``i, f, g, o`` (as torch.nn); without a forget gate ``i, g, o``.
 
@@ -422,7 +437,8 @@ class LSTMCell(RecurrentCell):
         c_t &= f_t \odot c_{t-1} + i_t \odot g_t \\
         c_t &= c_{t-1} + i_t \odot g_t \quad \text{(no forget gate)} \\
         o_t &= \sigma(a^o_t + p_o \odot c_t) \\
-        h_t &= o_t \odot \tanh(\mathrm{LN}(c_t))
+        h_t &= o_t \odot \tanh(\mathrm{LN}(c_t)) \\
+        h_t &= W_{hr} (o_t \odot \tanh(\mathrm{LN}(c_t))) \quad \text{(with projections)}
 
     where ``a_t = LN(W_ih x_t) + LN(W_hh h_{t-1}) + b_ih + b_hh`` (LN only with ``layer_norm``).
 
@@ -436,11 +452,16 @@ class LSTMCell(RecurrentCell):
     * ``forget_bias``: the initial forget-gate bias (put in ``bias_ih``, ``bias_hh``'s slice
       zeroed). The default 1.0 follows Jozefowicz, Zaremba & Sutskever (2015), who found it
       closes most of the gap between the LSTM and the GRU; ``None`` keeps torch's uniform init.
+    * ``proj_size=P`` (0 < P < H): Sak, Senior & Beaufays (2014): the output and recurrent state
+      ``h_t`` (N, P) is ``weight_hr`` (P, H) times the cell's output, so ``weight_hh`` is
+      ``(G*H, P)``; ``c_t`` stays (N, H). In the standard configuration identical to one layer of
+      ``torch.nn.LSTM(proj_size=P)``. 0: no projection.
 
     Example::
 
         >>> cell = LSTMCell(8, 16, peephole=True, layer_norm=True)
         >>> h, (h, c) = cell(torch.randn(4, 8))
+        >>> h, (h, c) = LSTMCell(8, 16, proj_size=4)(torch.randn(3, 8))   # h (3, 4), c (3, 16)
     """
 
     state_is_tuple = True
@@ -456,7 +477,16 @@ class LSTMCell(RecurrentCell):
         layer_norm: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        proj_size: int = 0,
     ) -> None:
+        if not isinstance(proj_size, int) or isinstance(proj_size, bool) or proj_size < 0:
+            raise ValueError(
+                f"proj_size must be a non-negative integer (0: no projection), got {proj_size!r}"
+            )
+        if proj_size and isinstance(hidden_size, int) and proj_size >= hidden_size:
+            raise ValueError(
+                f"proj_size must be smaller than hidden_size ({hidden_size}), got {proj_size}"
+            )
         if forget_bias is not None and forget_bias != 0.0:
             if not forget_gate:
                 raise ValueError("forget_bias needs forget_gate=True; pass forget_bias=None")
@@ -465,6 +495,7 @@ class LSTMCell(RecurrentCell):
         self.forget_gate = forget_gate
         self.peephole = peephole
         self.forget_bias = forget_bias
+        self.proj_size = proj_size
         super().__init__(input_size, hidden_size, bias, layer_norm, device, dtype)
         for name in ("weight_ci", "weight_cf", "weight_co"):
             if not hasattr(self, name):  # the peepholes this configuration has none of
@@ -477,7 +508,8 @@ class LSTMCell(RecurrentCell):
             if self.forget_gate
             else ("weight_ci", "weight_co")
         )
-        return Weights(gates, (len(gates),), names if self.peephole else (), cell_norm=True)
+        peepholes = names if self.peephole else ()
+        return Weights(gates, (len(gates),), peepholes, cell_norm=True, proj_size=self.proj_size)
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
@@ -513,6 +545,8 @@ class LSTMCell(RecurrentCell):
         o = torch.sigmoid(a_o)
         c_out = self.ln_cell(c) if self.ln_cell is not None else c
         h = o * torch.tanh(c_out)
+        if self.weight_hr is not None:
+            h = h.matmul(self.weight_hr.t())
         gates = {"i": i, "g": g, "o": o}
         if f is not None:
             gates["f"] = f
@@ -533,6 +567,8 @@ class LSTMCell(RecurrentCell):
             s += ", peephole=True"
         if self.forget_bias is not None:
             s += f", forget_bias={self.forget_bias}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
         return s
 
 

@@ -54,7 +54,6 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from rnnlab.core.backend import run_torch_kernel
 from rnnlab.core.cells import CellFactory, ElmanCell, GRUCell, LSTMCell, State
 from rnnlab.core.layers import Recurrent
 from rnnlab.core.state import map_state, state_parts
@@ -150,11 +149,6 @@ class _TorchCompatible(Recurrent):
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
             proj_size,
         )  # fmt: skip
-        if proj_size != 0:
-            raise RnnlabError(
-                f"proj_size={proj_size} is not supported by rnnlab.nn.LSTM (expected 0); "
-                "use torch.nn.LSTM for projected LSTMs"
-            )
         if dropout > 0 and num_layers == 1:
             warnings.warn(
                 "dropout option adds dropout after all but last recurrent layer, so non-zero "
@@ -177,7 +171,7 @@ class _TorchCompatible(Recurrent):
         self.dropout = float(dropout)
         self.mode = mode
         self.bias = bias
-        self.proj_size = 0
+        self.proj_size = proj_size
         self._options = options  # the rnnlab options given, for repr
         self._adopt_cells()
 
@@ -363,16 +357,6 @@ class _TorchCompatible(Recurrent):
         out = out._replace(data=out.data.to(result)) if packed else out.to(result)
         return out, map_state(lambda s: s.to(result), final)
 
-    def _run_torch(
-        self, x: Tensor, state: State | None, lengths: Tensor | None
-    ) -> tuple[Tensor, State]:
-        # ``_flat_weights`` is torch's list attribute here (Recurrent's method of that name
-        # reads the cells, which ``forward`` has bound to this module's current tensors)
-        mode, _ = self._torch_kernel()
-        weights = Recurrent._flat_weights(self)  # type: ignore[operator]
-        args = (self.bias, self.num_layers, self.dropout, self.training, self.bidirectional)
-        return run_torch_kernel(mode, x, state, lengths, weights, *args, self.hidden_size)
-
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         if self.proj_size:
@@ -503,9 +487,9 @@ class GRU(_TorchCompatible):
 class LSTM(_TorchCompatible):
     r"""Drop-in ``torch.nn.LSTM``, plus forget_gate, peephole, layer_norm and forget_bias.
 
-    Args as ``torch.nn.LSTM`` (``proj_size`` must be 0: projections are not supported yet);
-    the extra options as :class:`rnnlab.LSTMCell`, except that ``forget_bias`` defaults to
-    ``None`` here so that the default initialisation is torch's.
+    Args as ``torch.nn.LSTM`` (``proj_size`` P > 0: projections, ``weight_hr_l0`` (P, H), with
+    every variant); the extra options as :class:`rnnlab.LSTMCell`, except that ``forget_bias``
+    defaults to ``None`` here so that the default initialisation is torch's.
     """
 
     def __init__(
@@ -529,6 +513,7 @@ class LSTM(_TorchCompatible):
     ) -> None:
         cell = partial(
             LSTMCell,
+            proj_size=proj_size,
             forget_gate=forget_gate,
             peephole=peephole,
             layer_norm=layer_norm,

@@ -25,7 +25,8 @@ class Kernel(enum.IntEnum):
     * ``MINIMAL_GRU``: ``u = sigma(a_u)``, ``h_t = h_{t-1} + u (tanh(a_c) - h_{t-1})``.
     * ``GRU_AFTER``: torch.nn.GRU's cell, reset applied after the recurrent matmul.
     * ``GRU_BEFORE``: Cho et al.'s GRU, ``n = tanh(x_n + R_n(r * h_{t-1}))``.
-    * ``LSTM``: gates ``i, f, g, o``, optional peepholes and layer norm on ``c_t``.
+    * ``LSTM``: gates ``i, f, g, o``, optional peepholes, layer norm on ``c_t`` and projection
+      ``h_t = W_hr m_t`` (both LSTM kinds).
     * ``LSTM_NO_FORGET``: gates ``i, g, o``, ``c_t = c_{t-1} + i g`` (Hochreiter 1997).
     * ``MUT1``, ``MUT2``, ``MUT3``: Jozefowicz, Zaremba & Sutskever (2015)'s evolved cells.
     """

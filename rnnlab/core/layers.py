@@ -6,7 +6,8 @@ dropout between layers, lengths, ``PackedSequence``). Which implementation runs 
 fused kernel, rnnlab's C++ loop or the reference loop) is its ``backend``, decided in one place,
 :meth:`Recurrent.backend_for` (see :mod:`rnnlab.core.backend`).
 
-Shapes: N batch, T time, D input size, H hidden size, L layers, K directions (1 or 2).
+Shapes: N batch, T time, D input size, H hidden size, L layers, K directions (1 or 2); an LSTM
+with projections (``LSTMCell(proj_size=P)``) outputs P where the others output H.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def scan(
             gradient is ``dL/ds_t``.
 
     Returns:
-        ``(outputs (T, N, H), final_state, states or None)``.
+        ``(outputs (T, N, H) (P with projections), final_state, states or None)``.
     """
     outputs = []
     states = [] if keep_states else None
@@ -134,9 +135,11 @@ class Recurrent(nn.Module):
 
     Shape:
         - input: (N, T, D) (batch_first) or (T, N, D), or (T, D) unbatched, or a PackedSequence.
-        - state: (L*K, N, H), or a pair ``(h, c)`` of them for the LSTM; zeros if omitted.
+        - state: (L*K, N, H), or a pair ``(h, c)`` of them for the LSTM; zeros if omitted. With
+          projections (``LSTMCell(proj_size=P)``) ``h`` is (L*K, N, P).
         - lengths: (N,) integers in [1, T].
-        - output: (N, T, K*H) (or the input's layout); final state as ``state``.
+        - output: (N, T, K*H) (K*P with projections; or the input's layout); final state as
+          ``state``.
 
     Example::
 
@@ -192,13 +195,16 @@ class Recurrent(nn.Module):
         self.dropout = float(dropout)
         self.batch_first = batch_first
         self.return_states = return_states
-        cells = []
+        cells: list[RecurrentCell] = []
         for layer in range(num_layers):
-            layer_input = input_size if layer == 0 else hidden_size * self.num_directions
+            # each layer reads the outputs of the one below: H each, or P with projections
+            layer_input = input_size if layer == 0 else cells[0].output_size * self.num_directions
             for _ in range(self.num_directions):
                 cells.append(cell(layer_input, hidden_size, device=device, dtype=dtype))
         self.cells = nn.ModuleList(cells)
         self.state_is_tuple = self.cells[0].state_is_tuple
+        #: the size of each direction's output and of ``h``: H, or P with projections
+        self.output_size: int = self.cells[0].output_size
 
     def cell_at(self, layer: int, direction: int = 0) -> RecurrentCell:
         """The cell of layer ``layer`` and direction ``direction`` (0 forward, 1 reverse)."""
@@ -303,18 +309,20 @@ class Recurrent(nn.Module):
         mode, _ = self._torch_kernel()
         args = (self.cells[0].bias, self.num_layers, self.dropout, self.training)
         return run_torch_kernel(
-            mode, x, state, lengths, self._flat_weights(), *args, self.bidirectional,
-            self.hidden_size,
+            mode, x, state, lengths, self._kernel_weights(), *args, self.bidirectional,
+            self.hidden_size, self.output_size,
         )  # fmt: skip
 
-    def _flat_weights(self) -> list[Tensor]:
-        """torch's flat weight list, per layer and direction ``w_ih, w_hh[, b_ih, b_hh]`` (read
-        from the cells' parameter dicts: this runs once per generated token)."""
+    def _kernel_weights(self) -> list[Tensor]:
+        """torch's flat weight list, per layer and direction ``w_ih, w_hh[, b_ih, b_hh][, w_hr]``
+        (read from the cells' parameter dicts: this runs once per generated token)."""
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         weights = []
         for cell in self.cells._modules.values():
             params = cell._parameters  # type: ignore[union-attr]
             weights += [params[n] for n in (names if cell.bias else names[:2])]  # type: ignore[union-attr]
+            if params.get("weight_hr") is not None:  # type: ignore[union-attr]
+                weights.append(params["weight_hr"])  # type: ignore[index]
         return weights
 
     def _cells_kernel(self) -> tuple[str | None, str | None]:
@@ -327,6 +335,8 @@ class Recurrent(nn.Module):
             )
         if len({cell.bias for cell in self.cells}) != 1:
             return None, "its cells differ in bias"
+        if len({cell.output_size for cell in self.cells}) != 1:
+            return None, "its cells differ in proj_size"
         return modes.pop(), None
 
     def _fast_blocker(self, x: Tensor) -> str | None:
@@ -385,9 +395,8 @@ class Recurrent(nn.Module):
         return lengths.long()
 
     def _check_state(self, state: State, N: int | None, x: Tensor) -> None:
-        """``N`` None: unbatched input, whose state is (L*K, H)."""
+        """``N`` None: unbatched input, whose state is (L*K, H) (h (L*K, P) with projections)."""
         LK = self.num_layers * self.num_directions
-        expected = (LK, self.hidden_size) if N is None else (LK, N, self.hidden_size)
         dims = "layers*directions, hidden" if N is None else "layers*directions, batch, hidden"
         parts = state_parts(state)
         if self.state_is_tuple != isinstance(state, tuple) or (
@@ -395,7 +404,9 @@ class Recurrent(nn.Module):
         ):
             kind = "a pair (h, c)" if self.state_is_tuple else "a single tensor"
             raise ShapeError(f"state must be {kind} for this cell, got {type(state).__name__}")
-        for p in parts:
+        # h is (.., P) with projections, c always (.., H)
+        for p, size in zip(parts, (self.output_size, self.hidden_size)):
+            expected = (LK, size) if N is None else (LK, N, size)
             if not isinstance(p, Tensor):
                 raise WrongTypeError(f"state must hold tensors, got {type(p).__name__}")
             if tuple(p.shape) != expected:
@@ -470,9 +481,10 @@ class Recurrent(nn.Module):
         return out, final
 
     def step(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """One time step: ``x`` (N, D) -> (output (N, K*H), new state), what :meth:`forward`
-        gives for a sequence of length one, without its argument checks and layout handling
-        (for decoding loops, which call it once per generated token with inputs they made).
+        """One time step: ``x`` (N, D) -> (output (N, K*H), new state) (K*P with projections),
+        what :meth:`forward` gives for a sequence of length one, without its argument checks
+        and layout handling (for decoding loops, which call it once per generated token with
+        inputs they made).
 
         Example::
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from rnnlab.core import fast
 from rnnlab.core.backend import use_backend
+from rnnlab.core.cells import LSTMCell
 from rnnlab.core.fast.function import cell_spec, scan_op
 from rnnlab.core.layers import Recurrent
 from rnnlab.core.registry import CELLS, cell_factory
@@ -43,7 +44,7 @@ def _op_args(cell: nn.Module, T: int, N: int, masked: bool, save: bool) -> tuple
     spec = cell_spec(cell)
     H = cell.hidden_size
     xp = torch.randn(T, N, cell.weight_ih.shape[0], dtype=torch.float64, requires_grad=save)
-    h0 = torch.randn(N, H, dtype=torch.float64, requires_grad=save)
+    h0 = torch.randn(N, cell.output_size, dtype=torch.float64, requires_grad=save)
     c0 = torch.randn(N, H, dtype=torch.float64, requires_grad=save) if cell.state_is_tuple else None
     mask = None
     if masked:
@@ -61,6 +62,16 @@ def test_custom_op_passes_opcheck(name: str, ln: bool) -> None:
     registration, and dispatch under functionalisation."""
     torch.manual_seed(0)
     cell = cell_factory(name, layer_norm=ln)(3, 4).double()
+    for masked in (False, True):
+        for save in (False, True):
+            torch.library.opcheck(scan_op, _op_args(cell, 5, 2, masked, save))
+
+
+@pytest.mark.parametrize("options", [{}, {"peephole": True, "layer_norm": True},
+                                     {"forget_gate": False, "forget_bias": None}])  # fmt: skip
+def test_custom_op_with_projections_passes_opcheck(options: dict) -> None:
+    torch.manual_seed(0)
+    cell = LSTMCell(3, 5, proj_size=2, **options).double()
     for masked in (False, True):
         for save in (False, True):
             torch.library.opcheck(scan_op, _op_args(cell, 5, 2, masked, save))

@@ -255,10 +255,6 @@ def test_options_change_the_computation() -> None:
 
 
 def test_torch_api_surface() -> None:
-    with pytest.raises(
-        ValueError, match=r"proj_size=2 is not supported by rnnlab.nn.LSTM \(expected 0\)"
-    ):
-        rnnlab.nn.LSTM(D, H, proj_size=2)
     with pytest.raises(ValueError, match="reset must be 'after' or 'before'"):
         rnnlab.nn.GRU(D, H, reset="sometimes")
     # torch.nn's positional order: input, hidden, layers, bias, batch_first, dropout, bidirectional

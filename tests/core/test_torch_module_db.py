@@ -54,7 +54,7 @@ OURS: dict[type[nn.Module], type[nn.Module]] = {
     nn.LSTM: rnnlab.nn.LSTM,
 }
 #: Test case -> (torch.nn class, which of its module_db samples). "LSTM-proj" holds the samples
-#: with proj_size > 0, which rnnlab.nn.LSTM refuses until projections land (issue 15, item 2).
+#: with proj_size > 0 (projections, Sak et al. 2014).
 CASES: dict[str, tuple[type[nn.Module], Callable[[dict], bool]]] = {
     "RNN": (nn.RNN, lambda kw: True),
     "GRU": (nn.GRU, lambda kw: True),
@@ -364,11 +364,6 @@ CHECKS = {
     name[len("check_") :]: check for name, check in globals().items() if name.startswith("check_")
 }
 GRADIENT_CHECKS = {"grad", "gradgrad"}  # float64 only (test_modules' allowed_dtypes)
-PROJ_XFAIL = pytest.mark.xfail(
-    raises=RnnlabError,
-    strict=True,
-    reason="rnnlab.nn.LSTM has no proj_size yet (issue 15, item 2)",
-)
 
 
 def _params() -> list:
@@ -378,8 +373,7 @@ def _params() -> list:
             continue
         if check == "errors" and case == "LSTM-proj":  # the same error inputs as "LSTM"
             continue
-        marks = [PROJ_XFAIL] if case == "LSTM-proj" else []
-        params.append(pytest.param(case, dtype, check, id=f"{case}-{dname}-{check}", marks=marks))
+        params.append(pytest.param(case, dtype, check, id=f"{case}-{dname}-{check}"))
     return params
 
 

@@ -8,7 +8,8 @@
 // layer norm) stays outside, in autograd: it is one GEMM over all steps already.
 //
 // Layouts (all contiguous): xp (T, N, G*H) the projected inputs; states (N, H); weight_hh
-// (G*H, H); mask (T, N) uint8, 1 inside a sequence. Past a sequence's end the state is frozen
+// (G*H, H); mask (T, N) uint8, 1 inside a sequence. An LSTM with projections has h (N, P),
+// c (N, H), weight_hh (G*H, P) and w_hr (P, H). Past a sequence's end the state is frozen
 // and the output is zero, exactly as rnnlab.layers.scan does.
 //
 // The readable reference is rnnlab/cells.py; tests/test_fast.py checks every kernel against it.
@@ -43,6 +44,7 @@ struct Params {
   Tensor g_hn;  // GRU-before: gain of the candidate's recurrent pre-activation (H,)
   Tensor p_i, p_f, p_o;  // LSTM peepholes (H,)
   Tensor g_c, b_c;       // LSTM layer norm on c_t (H,)
+  Tensor w_hr;           // LSTM projection (P, H): h_t = W_hr m_t; w_hh is then (G*H, P)
   double eps_hh, eps_hn, eps_c;
 };
 

@@ -9,20 +9,26 @@ namespace {
 
 using OptList = c10::List<std::optional<Tensor>>;
 
-// params: b_hh, g_hh, g_hn, p_i, p_f, p_o, g_c, b_c (each optional); eps: hh, hn, c.
+bool is_lstm(int64_t kind) { return kind == kLstm || kind == kLstmNoForget; }
+bool is_gru(int64_t kind) { return kind == kGruAfter || kind == kGruBefore; }
+bool is_mut(int64_t kind) { return kind >= kMut1 && kind <= kMut3; }
+
+// params: b_hh, g_hh, g_hn, p_i, p_f, p_o, g_c, b_c[, w_hr] (each optional); eps: hh, hn, c.
 Params make_params(int64_t kind, const Tensor& w_hh, const OptList& params,
                    at::ArrayRef<double> eps) {
   TORCH_CHECK(kind >= kElmanTanh && kind <= kMut3, "rnnlab_fast: unknown cell kind ", kind);
-  TORCH_CHECK(params.size() == 8 && eps.size() == 3, "rnnlab_fast: expected 8 params, 3 eps");
+  TORCH_CHECK((params.size() == 8 || params.size() == 9) && eps.size() == 3,
+              "rnnlab_fast: expected 8 or 9 params, 3 eps");
   Params p;
   p.kind = kind;
   p.w_hh = w_hh.contiguous();
-  Tensor* slots[] = {&p.b_hh, &p.g_hh, &p.g_hn, &p.p_i, &p.p_f, &p.p_o, &p.g_c, &p.b_c};
-  for (size_t k = 0; k < 8; ++k) {
+  Tensor* slots[] = {&p.b_hh, &p.g_hh, &p.g_hn, &p.p_i, &p.p_f, &p.p_o, &p.g_c, &p.b_c, &p.w_hr};
+  for (size_t k = 0; k < params.size(); ++k) {
     *slots[k] = value_or_undefined(params.get(k));
     TORCH_CHECK(!slots[k]->defined() || slots[k]->scalar_type() == w_hh.scalar_type(),
                 "rnnlab_fast: parameter dtypes differ");
   }
+  TORCH_CHECK(!p.w_hr.defined() || is_lstm(kind), "rnnlab_fast: only the LSTM has a projection");
   p.eps_hh = eps[0];
   p.eps_hn = eps[1];
   p.eps_c = eps[2];
@@ -34,10 +40,6 @@ Tensor mask_or_undefined(const std::optional<Tensor>& mask) {
   TORCH_CHECK(mask->scalar_type() == at::kByte, "rnnlab_fast: mask must be uint8 (T, N)");
   return mask->contiguous();
 }
-
-bool is_lstm(int64_t kind) { return kind == kLstm || kind == kLstmNoForget; }
-bool is_gru(int64_t kind) { return kind == kGruAfter || kind == kGruBefore; }
-bool is_mut(int64_t kind) { return kind >= kMut1 && kind <= kMut3; }
 
 std::vector<Tensor> forward(int64_t kind, const Tensor& xp, const Tensor& h0,
                             const std::optional<Tensor>& c0, const Tensor& w_hh,
@@ -52,6 +54,10 @@ std::vector<Tensor> forward(int64_t kind, const Tensor& xp, const Tensor& h0,
   const Tensor x = xp.contiguous(), h = h0.contiguous(), m = mask_or_undefined(mask);
   if (is_lstm(kind)) {
     TORCH_CHECK(c0.has_value(), "rnnlab_fast: the LSTM needs c0");
+    const int64_t P = h0.size(1), H = c0->size(1);  // P == H without a projection
+    TORCH_CHECK(c0->dim() == 2 && w_hh.size(1) == P &&
+                    (p.w_hr.defined() ? p.w_hr.size(0) == P && p.w_hr.size(1) == H : P == H),
+                "rnnlab_fast: expected h0 (N, P), c0 (N, H), w_hh (G*H, P) and w_hr (P, H)");
     return lstm_forward(p, x, h, c0->contiguous(), m, save);
   }
   if (is_gru(kind)) return gru_forward(p, x, h, m, save);
