@@ -211,38 +211,31 @@ def _lm_graphs(model: nn.Module) -> list[Graph]:
 
 
 def _classifier_graphs(model: nn.Module) -> list[Graph]:
-    c, dtype = model.config, _dtype(model)
-
-    def sequence(model: nn.Module, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, ...]:
-        return (model(tokens, lengths)[0],)
-
-    return [
-        Graph(
-            "sequence", sequence,
-            (_int_port("tokens", ("N", "T"), "token ids, right-padded with 0"),
-             _int_port("lengths", ("N",), "each row's length, in [1, T]")),
-            (Port("logits", ("N", c.num_classes), dtype, "class scores"),),
-            lambda N, T: (_ids(c.vocab_size, N, T, low=1), _lengths(N, T)),
-            "the classifier",
-        )
-    ]  # fmt: skip
+    logits = Port("logits", ("N", model.config.num_classes), _dtype(model), "class scores")
+    return _padded_graphs(model, logits, "the classifier")
 
 
 def _tagger_graphs(model: nn.Module) -> list[Graph]:
-    c, dtype = model.config, _dtype(model)
+    logits = Port("logits", ("N", "T", model.config.num_tags), _dtype(model),
+                  "tag scores of every token (past a row's length: not meaningful)")  # fmt: skip
+    return _padded_graphs(model, logits, "the tagger")
+
+
+def _padded_graphs(model: nn.Module, logits: Port, what: str) -> list[Graph]:
+    """The one graph of a model called as ``model(tokens, lengths)[0]`` on right-padded rows."""
 
     def sequence(model: nn.Module, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, ...]:
         return (model(tokens, lengths)[0],)
 
+    V = model.config.vocab_size
     return [
         Graph(
             "sequence", sequence,
             (_int_port("tokens", ("N", "T"), "token ids, right-padded with 0"),
              _int_port("lengths", ("N",), "each row's length, in [1, T]")),
-            (Port("logits", ("N", "T", c.num_tags), dtype,
-                  "tag scores of every token (past a row's length: not meaningful)"),),
-            lambda N, T: (_ids(c.vocab_size, N, T, low=1), _lengths(N, T)),
-            "the tagger",
+            (logits,),
+            lambda N, T: (_ids(V, N, T, low=1), _lengths(N, T)),
+            what,
         )
     ]  # fmt: skip
 
