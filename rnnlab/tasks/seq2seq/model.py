@@ -257,8 +257,11 @@ class Seq2Seq(nn.Module):
         if tgt is None:
             return self._greedy(memory, state, 50)[1], None
         tgt_lengths = lengths_or_full(tgt, tgt_lengths)
-        if int(tgt_lengths.min()) < 2:
-            raise ValueError("each target needs at least <sos> and <eos> (length >= 2)")
+        too_short = "each target needs at least <sos> and <eos> (length >= 2)"
+        if torch.compiler.is_compiling():  # checked by the compiled graph, when it runs
+            torch._assert_async((tgt_lengths >= 2).all(), too_short)
+        elif int(tgt_lengths.min()) < 2:
+            raise ValueError(too_short)
         logits = self._teacher_forced(tgt[:, :-1], tgt_lengths - 1, state, memory)
         return logits, masked_cross_entropy(logits, tgt[:, 1:], tgt_lengths - 1)
 
