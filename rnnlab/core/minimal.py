@@ -100,8 +100,11 @@ def linear_scan(
         local = local - _decayed_sum(a_star, (magnitude - b) / 2 + e)
     decay = a_star.exp()  # (T/C, C, N, H): h within a chunk = local + decay * h(chunk start)
     starts = [h0]
-    for k in range(local.shape[0] - 1):  # chain the chunks: T/C short steps
-        starts.append(local[k, -1] + decay[k, -1] * starts[-1])
+    # chain the chunks: T/C short steps, on the chunks' last steps sliced once (a slice per
+    # step would cost a full-size zero gradient per step in the backward)
+    ends = zip(local[:-1, -1].unbind(0), decay[:-1, -1].unbind(0), strict=True)
+    for end, end_decay in ends:
+        starts.append(end + end_decay * starts[-1])
     h = local + decay * torch.stack(starts).unsqueeze(1)
     h = h.reshape(-1, *b.shape[2:])
     final = h[T - 1]  # frozen past each sequence's end, so its own last state
