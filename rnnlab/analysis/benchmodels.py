@@ -97,7 +97,17 @@ def _variants() -> dict[str, LayerFactory]:
     return table
 
 
-_LAYER_NORM_CELLS = ("lstm", "peephole", "gru", "gru-before", "minimal-gru", "elman", "additive")
+_LAYER_NORM_CELLS = (
+    "lstm",
+    "peephole",
+    "gru",
+    "gru-before",
+    "minimal-gru",
+    "elman",
+    "additive",
+    "mingru",
+    "minlstm",
+)
 
 
 def _rnnlab_layers() -> dict[str, LayerFactory]:

@@ -54,6 +54,8 @@ class Weights:
         recurrent: block counts of the recurrent groups, in order: ``weight_hh`` has
             ``sum(recurrent) * H`` rows (and ``bias_hh`` as many); each group is one GEMM on its
             own vector, with its own layer norm (``ln_hh``, or ``ln_hh[g]`` for several groups).
+            ``()``: no recurrent weights at all (``weight_hh``, ``bias_hh`` and ``ln_hh`` are
+            None), for cells whose gates read the input alone.
         peepholes: names of (H,) diagonal parameters (the LSTM's ``weight_ci`` ...).
         cell_norm: with ``layer_norm``, also ``ln_cell``, a LayerNorm(H) with bias (the LSTM's
             normalisation of ``c_t``).
@@ -127,13 +129,17 @@ class RecurrentCell(nn.Module):
             self._group_rows.append((start, start + n * H))
             start += n * H
         # Creation order fixes named_parameters(), hence reset_parameters()'s draws: keep it.
+        # A cell without recurrent groups (``recurrent=()``: the minimal RNNs, whose gates read
+        # the input alone) has no ``weight_hh`` and no ``bias_hh`` (both None).
         self.weight_ih = nn.Parameter(torch.empty(gh, input_size, **kw))
-        self.weight_hh = nn.Parameter(torch.empty(rh, self.output_size, **kw))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(gh, **kw))
+        if rh:
+            self.weight_hh = nn.Parameter(torch.empty(rh, self.output_size, **kw))
+        else:
+            self.register_parameter("weight_hh", None)
+        self.register_parameter("bias_ih", nn.Parameter(torch.empty(gh, **kw)) if bias else None)
+        if bias and rh:
             self.bias_hh = nn.Parameter(torch.empty(rh, **kw))
         else:
-            self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
         if spec.proj_size:  # after the biases: torch's order (w_ih, w_hh, b_ih, b_hh, w_hr)
             self.weight_hr = nn.Parameter(torch.empty(spec.proj_size, H, **kw))
@@ -146,7 +152,8 @@ class RecurrentCell(nn.Module):
             # Gains only: the cell's own biases play the role of LN's shift.
             self.ln_ih = nn.LayerNorm(gh, bias=False, **kw)
             norms = [nn.LayerNorm(n * H, bias=False, **kw) for n in spec.recurrent]
-            self.ln_hh = norms[0] if len(norms) == 1 else nn.ModuleList(norms)
+            if norms:
+                self.ln_hh = norms[0] if len(norms) == 1 else nn.ModuleList(norms)
             if spec.cell_norm:
                 self.ln_cell = nn.LayerNorm(H, bias=bias, **kw)
         self.reset_parameters()
@@ -184,8 +191,8 @@ class RecurrentCell(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> State:
         """Zeros of shape (N, H) (for the LSTM a pair, ``h`` (N, P) with projections)."""
-        device = self.weight_hh.device if device is None else device
-        dtype = self.weight_hh.dtype if dtype is None else dtype
+        device = self.weight_ih.device if device is None else device
+        dtype = self.weight_ih.dtype if dtype is None else dtype
         h = torch.zeros(batch, self.output_size, device=device, dtype=dtype)
         if not self.state_is_tuple:
             return h
@@ -203,6 +210,8 @@ class RecurrentCell(nn.Module):
     def recurrent(self, v: Tensor, group: int = 0) -> Tensor:
         """``LN_g(W_g v) + b_g`` with the rows of recurrent group ``g``: (N, H) -> (N, n_g*H)
         (``v`` (N, P) with projections)."""
+        if not self._group_rows:
+            raise RuntimeError(f"{type(self).__name__} has no recurrent weights (recurrent=())")
         if len(self._group_rows) == 1:
             weight, bias, norm = self.weight_hh, self.bias_hh, self.ln_hh
         else:

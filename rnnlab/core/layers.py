@@ -240,7 +240,10 @@ class Recurrent(nn.Module):
         :func:`~rnnlab.core.backend.use_backend` block's, else the layer's ``backend``.
         ``"auto"`` takes torch's kernel where every cell is one of torch's (unless rnnlab's loop
         was measured faster for it, :func:`rnnlab.core.fast.prefers_own_kernel`, and can run),
-        else rnnlab's C++ loop where it can run, else the reference loop.
+        else rnnlab's C++ loop where it can run, else the reference loop. For cells with a
+        parallel scan (:class:`~rnnlab.core.minimal.MinimalRNNCell`: ``cell.parallel``),
+        ``"fast"`` is that scan, on any device and dtype; ``"auto"`` takes it for sequences and
+        the step (the reference) for a single time step (generation).
 
         Args:
             x: the input, time-major (T, N, D): its device, dtype and size (T = 1: a single
@@ -262,6 +265,11 @@ class Recurrent(nn.Module):
             fast_reason = self._fast_blocker(x)
             if fast_reason is not None:
                 raise RnnlabError(f"backend 'fast' cannot run this layer: {fast_reason}")
+            return "fast"
+        if self._parallel() and not torch.compiler.is_compiling():
+            # one step (generation): the cell's step; a sequence: the parallel scan
+            if x.shape[0] == 1 or self._layer_blocker() is not None:
+                return "reference"
             return "fast"
         if torch.compiler.is_compiling():
             # compiled: rnnlab's C++ loop as a custom op (rnnlab::scan), opaque to Inductor,
@@ -339,10 +347,16 @@ class Recurrent(nn.Module):
             return None, "its cells differ in proj_size"
         return modes.pop(), None
 
+    def _parallel(self) -> bool:
+        """Whether every cell runs over time as a parallel scan (``cell.parallel_scan``)."""
+        return all(getattr(cell, "parallel", False) for cell in self.cells)
+
     def _fast_blocker(self, x: Tensor) -> str | None:
         reason = self._layer_blocker()
         if reason is not None:
             return reason
+        if self._parallel():
+            return None  # the parallel scan: torch ops, any device and dtype
         for cell in self.cells:
             reason = fast.why_not(cell, x)
             if reason is not None:
@@ -558,7 +572,9 @@ class Recurrent(nn.Module):
                     s0 = map_state(lambda s, idx=idx: s[idx], state)
                 seq = layer_input if d == 0 else flip_valid(layer_input, lengths)
                 xp = cell.input_projection(seq)
-                if backend == "fast":
+                if backend == "fast" and getattr(cell, "parallel", False):
+                    (o, fin), sts = cell.parallel_scan(xp, s0, mask), None
+                elif backend == "fast":
                     (o, fin), sts = fast.scan(cell, xp, s0, mask, source=seq), None
                 else:
                     observer = self._observer(layer, d) if self._step_hooks else None

@@ -56,6 +56,7 @@ class CellRef:
 
 _CELLS = "rnnlab.core.cells"
 _MUT = "rnnlab.core.mut"
+_MIN = "rnnlab.core.minimal"
 
 #: Cell name -> factory ``factory(input_size, hidden_size, **options)``.
 CELLS: dict[str, CellRef] = {
@@ -71,6 +72,8 @@ CELLS: dict[str, CellRef] = {
     "mut1": CellRef(f"{_MUT}:MUT1Cell"),
     "mut2": CellRef(f"{_MUT}:MUT2Cell"),
     "mut3": CellRef(f"{_MUT}:MUT3Cell"),
+    "mingru": CellRef(f"{_MIN}:MinGRUCell"),
+    "minlstm": CellRef(f"{_MIN}:MinLSTMCell"),
 }
 
 #: One-line descriptions, for ``--help`` and docs.
@@ -87,7 +90,13 @@ CELL_HELP: dict[str, str] = {
     "mut1": "MUT1 (Jozefowicz et al. 2015), input projected where the paper adds raw x",
     "mut2": "MUT2 (Jozefowicz et al. 2015), input projected where the paper adds raw x",
     "mut3": "MUT3 (Jozefowicz et al. 2015)",
+    "mingru": "minGRU (Feng et al. 2024): input-only gates, trained as a parallel scan",
+    "minlstm": "minLSTM (Feng et al. 2024): input-only normalised gates, a parallel scan",
 }
+
+#: Cells without recurrent weights (every weight reads the input), for the size bound of
+#: :meth:`RecurrentConfig.min_parameters`.
+INPUT_ONLY: frozenset[str] = frozenset({"mingru", "minlstm"})
 
 
 def register_cell(name: str, factory: type | CellRef, help: str) -> None:
@@ -211,8 +220,11 @@ class RecurrentConfig(Config):
     def min_parameters(self, input_size: int = 0) -> int:
         """A lower bound on the layer's parameter count, for size checks before allocating:
         every cell has at least one H x H recurrent matrix and one H x D input matrix per layer
-        and direction (D: ``input_size`` for the first layer, K*H above it)."""
+        and direction (D: ``input_size`` for the first layer, K*H above it); the cells of
+        :data:`INPUT_ONLY` have no recurrent matrix but at least two input ones."""
         H, K = self.hidden_size, 2 if self.bidirectional else 1
+        if self.cell in INPUT_ONLY:
+            return K * 2 * H * (input_size + (self.num_layers - 1) * K * H)
         first = H * (H + input_size)
         above = H * (H + K * H)
         return K * (first + (self.num_layers - 1) * above)
@@ -248,6 +260,7 @@ __all__ = [
     "BACKENDS",
     "CELLS",
     "CELL_HELP",
+    "INPUT_ONLY",
     "MAX_LAYERS",
     "MAX_PARAMETERS",
     "CellRef",

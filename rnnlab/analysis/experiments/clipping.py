@@ -23,6 +23,7 @@ from rnnlab.analysis.experiments.seeds import SeedEnsemble, SequenceModel, Train
 from rnnlab.analysis.experiments.tasks import Adding
 from rnnlab.analysis.plots import finish_axes, pyplot, save_figure
 from rnnlab.core.registry import CELLS
+from rnnlab.errors import RnnlabError
 
 DESCRIPTION = "an exploding tanh RNN trained with and without gradient-norm clipping"
 
@@ -58,6 +59,8 @@ SETTINGS = {
 def _exploding_init(gain: float):
     def init(model: SequenceModel) -> None:
         cell = model.rnn.cell_at(0)
+        if cell.weight_hh is None:
+            raise RnnlabError(f"{type(cell).__name__} has no recurrent weights to initialise")
         with torch.no_grad():
             torch.nn.init.orthogonal_(cell.weight_hh, gain=gain)
 

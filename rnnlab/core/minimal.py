@@ -1,0 +1,250 @@
+"""Minimal RNNs: cells whose gates read the input alone, trained in parallel over time.
+
+Feng, Tung, Ahmed, Bengio & Hajimirsadeghi (2024), "Were RNNs All We Needed?", drop the
+recurrent weights from the GRU's and LSTM's gates. What is left is a recurrence linear in the
+state, with coefficients known from the input alone::
+
+    h_t = a_t * h_{t-1} + b_t          (a_t in (0, 1), elementwise)
+
+so a layer computes all its gates with one GEMM over the whole sequence and then runs a scan
+(:func:`linear_scan`) instead of the step loop, while generation still runs one step at a time
+(:meth:`~rnnlab.core.cells.RecurrentCell.step`). The same family as QRNN (Bradbury et al.,
+2017) and SRU (Lei et al., 2018).
+
+A cell of this family declares :meth:`MinimalRNNCell.coefficients` (``log a_t`` and ``b_t`` from
+the projected input); :class:`~rnnlab.core.layers.Recurrent` runs :func:`linear_scan` on them as
+its ``"fast"`` backend (:meth:`~rnnlab.core.layers.Recurrent.backend_for`), and the readable step
+loop stays its oracle (``"reference"``).
+
+Shapes: N batch, T time, D input size, H hidden size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rnnlab.core.cells import RecurrentCell, Weights
+
+#: Steps per chunk of :func:`linear_scan`: the cumulative log-decay restarts at every chunk, so
+#: the log-space sums stay within ``CHUNK * |log a|`` (float32 keeps ~7 digits of them).
+CHUNK = 64
+
+
+def g(x: Tensor) -> Tensor:
+    r"""The paper's positive activation: :math:`g(x) = x + 1/2` for :math:`x \ge 0`, else
+    :math:`\sigma(x)` (continuous, with slope 1/4 and 1 either side of 0, always > 0)."""
+    return torch.where(x >= 0, x.clamp_min(0) + 0.5, torch.sigmoid(x.clamp_max(0)))
+
+
+def linear_scan(
+    log_a: Tensor, b: Tensor, h0: Tensor, mask: Tensor | None = None, positive: bool = False
+) -> tuple[Tensor, Tensor]:
+    r"""``h_t = a_t * h_{t-1} + b_t`` for all t at once: a chunked log-space parallel scan.
+
+    Heinsen (2023): with :math:`a^*_t = \sum_{s \le t} \log a_s`,
+
+    .. math::
+        h_t = e^{a^*_t} h_0 + e^{a^*_t} \sum_{s \le t} e^{\log b_s - a^*_s}
+            = e^{a^*_t} h_0 + \exp\big(a^*_t + \mathrm{LCSE}_{s \le t}(\log b_s - a^*_s)\big)
+
+    for :math:`b > 0` (LCSE: logcumsumexp), with torch's ``cumsum`` and ``logcumsumexp``
+    (forward and backward by autograd; logcumsumexp's own backward is again a log-space scan).
+    The numerics:
+
+    * **signs**: ``b`` of any sign is split as ``b = p - q`` with ``p = (|b| + b)/2 + e`` and
+      ``q = (|b| - b)/2 + e``, two scans whose difference is ``h``. ``e`` (the square root of the
+      dtype's smallest normal, ~1e-19 in float32) keeps every log finite (logcumsumexp's
+      backward turns ``-inf`` into NaN) and cancels exactly in ``p - q``; the difference loses
+      only what the step loop loses when positive and negative terms cancel (an absolute error
+      of a few ulps of ``sum |b_s| a_{s+1..t}``). With ``positive=True`` (the cells' ``g``
+      option: every ``b > 0``) the ``q`` scan is skipped.
+    * **range**: the scan restarts every :data:`CHUNK` steps, so that the log-space terms
+      (which grow like ``t * |log a|``) stay small and their rounding does not grow with T; the
+      chunks are chained by the same recurrence on their last steps (a short loop over
+      ``T / CHUNK`` chunks). ``h_0`` enters linearly (any sign, zero included).
+    * ``log a`` comes straight from the gates' log-sigmoids (never ``log`` of a rounded
+      ``1 - z``), and ``e^{a^*_t - a^*_s} \le 1``: nothing overflows.
+
+    Args:
+        log_a: (T, N, H) log decays, ``<= 0``.
+        b: (T, N, H) increments.
+        h0: (N, H) the state before the first step.
+        mask: (T, N, 1) bool, True where a step is inside its sequence; past the end the state
+            is frozen (``a = 1, b = 0``) and the output is zero, as in
+            :func:`rnnlab.core.layers.scan`.
+        positive: every ``b`` is > 0 (skip the negative part's scan).
+
+    Returns:
+        ``(outputs (T, N, H), final state (N, H))``.
+    """
+    if mask is not None:
+        log_a = log_a.masked_fill(~mask, 0.0)
+        b = b.masked_fill(~mask, 0.0)
+    T = b.shape[0]
+    C = min(CHUNK, T)
+    pad = -T % C
+    if pad:  # a = 1, b = 0 past the end: the state is carried unchanged
+        log_a = F.pad(log_a, (0, 0, 0, 0, 0, pad))
+        b = F.pad(b, (0, 0, 0, 0, 0, pad))
+    shape = (-1, C, *b.shape[1:])  # (T/C, C, N, H): the chunks side by side
+    log_a, b = log_a.reshape(shape), b.reshape(shape)
+    a_star = log_a.cumsum(1)  # log of the decay from each chunk's start
+    e = torch.finfo(b.dtype).tiny ** 0.5
+    if positive:
+        local = _decayed_sum(a_star, b + e)
+    else:
+        magnitude = b.abs()
+        local = _decayed_sum(a_star, (magnitude + b) / 2 + e)
+        local = local - _decayed_sum(a_star, (magnitude - b) / 2 + e)
+    decay = a_star.exp()  # (T/C, C, N, H): h within a chunk = local + decay * h(chunk start)
+    starts = [h0]
+    # chain the chunks: T/C short steps, on the chunks' last steps sliced once (a slice per
+    # step would cost a full-size zero gradient per step in the backward)
+    ends = zip(local[:-1, -1].unbind(0), decay[:-1, -1].unbind(0), strict=True)
+    for end, end_decay in ends:
+        starts.append(end + end_decay * starts[-1])
+    h = local + decay * torch.stack(starts).unsqueeze(1)
+    h = h.reshape(-1, *b.shape[2:])
+    final = h[T - 1]  # frozen past each sequence's end, so its own last state
+    out = h[:T]
+    if mask is not None:
+        out = out * mask
+    return out, final
+
+
+def _decayed_sum(a_star: Tensor, v: Tensor) -> Tensor:
+    """``sum_{s <= t} exp(a*_t - a*_s) v_s`` along dim 1, for ``v > 0``, in log space."""
+    return (a_star + torch.logcumsumexp(v.log() - a_star, dim=1)).exp()
+
+
+class MinimalRNNCell(RecurrentCell):
+    """Base of the minimal RNNs: no recurrent weights, and a linear recurrence in ``h``.
+
+    Subclasses implement :meth:`coefficients`; the step and the parallel scan both follow from
+    it, so they compute the same function. ``g=True``: the candidate ``h~`` goes through the
+    positive activation :func:`g`, so every ``h_t > 0`` (for ``h_0 >= 0``).
+
+    Args:
+        g: the paper's positive activation on the candidate (its "log-space version").
+        Other args as :class:`~rnnlab.core.cells.RecurrentCell`: ``bias`` learns ``bias_ih``
+        (there is no ``bias_hh``); ``layer_norm`` normalises the input projection, ``ln_ih``.
+    """
+
+    #: the layer may run :meth:`parallel_scan` instead of the step loop
+    parallel = True
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        g: bool = False,
+        bias: bool = True,
+        layer_norm: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        if not isinstance(g, bool):
+            raise TypeError(f"g must be True or False, got {g!r}")
+        self.g = g
+        super().__init__(input_size, hidden_size, bias, layer_norm, device, dtype)
+
+    def coefficients(self, xp: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """``(log a, b, gates)`` of ``h_t = a_t * h_{t-1} + b_t`` from the projected input
+        ``xp`` (..., G*H): each (..., H)."""
+        raise NotImplementedError
+
+    def candidate(self, pre: Tensor) -> Tensor:
+        """``h~``: the candidate's pre-activation itself, or through :func:`g`."""
+        return g(pre) if self.g else pre
+
+    def _gates(self, xp: Tensor, state: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        log_a, b, gates = self.coefficients(xp)
+        h = log_a.exp() * state + b
+        return h, h, gates
+
+    def parallel_scan(
+        self, xp: Tensor, state: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """:func:`rnnlab.core.layers.scan` (without ``keep_states``) as a parallel scan.
+
+        Args:
+            xp: ``input_projection(x)``, time-major (T, N, G*H).
+            state: the initial state (N, H).
+            mask: (T, N, 1) bool, True inside each sequence, or None.
+
+        Returns:
+            ``(outputs (T, N, H), final state (N, H))``, those of the step loop.
+        """
+        log_a, b, _ = self.coefficients(xp)
+        return linear_scan(log_a, b, state, mask, positive=self.g)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", g=True" if self.g else "")
+
+
+class MinGRUCell(MinimalRNNCell):
+    r"""minGRU (Feng et al., 2024): the GRU with gates that read the input alone.
+
+    .. math::
+        z_t &= \sigma(W_z x_t + b_z) \\
+        \tilde h_t &= W_h x_t + b_h \quad (\text{or } g(W_h x_t + b_h) \text{ with } g) \\
+        h_t &= (1 - z_t) \odot h_{t-1} + z_t \odot \tilde h_t
+
+    ``weight_ih`` (2H, D) stacks ``z, h``; no ``weight_hh``. ``z`` is the lectures' update gate
+    (the fraction of the new candidate taken), the opposite of ``torch.nn.GRU``'s ``z``. With
+    ``g=True`` (the paper's log-space version) :math:`g(x) = x + 1/2` for :math:`x \ge 0`, else
+    :math:`\sigma(x)`, keeps the candidate, hence the state, positive. The state starts at zero
+    (the paper starts its log-space scan at :math:`g(h_0)`, which a scan needing :math:`\log h`
+    needs; ours does not, and a state passed in is taken as is, so that a sequence run in chunks
+    equals the whole).
+
+    Example::
+
+        >>> cell = MinGRUCell(8, 16, g=True)
+        >>> h, state = cell(torch.randn(4, 8))
+    """
+
+    def weights(self) -> Weights:
+        return Weights(gates=("z", "h"), recurrent=())
+
+    def coefficients(self, xp: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        pre_z, pre_h = xp.chunk(2, dim=-1)
+        z = torch.sigmoid(pre_z)
+        return F.logsigmoid(-pre_z), z * self.candidate(pre_h), {"z": z}
+
+
+class MinLSTMCell(MinimalRNNCell):
+    r"""minLSTM (Feng et al., 2024): the LSTM with input-only gates, normalised, and no output
+    gate or cell state.
+
+    .. math::
+        f_t &= \sigma(W_f x_t + b_f) \qquad i_t = \sigma(W_i x_t + b_i) \\
+        f'_t &= \frac{f_t}{f_t + i_t} \qquad i'_t = \frac{i_t}{f_t + i_t} \\
+        \tilde h_t &= W_h x_t + b_h \quad (\text{or } g(W_h x_t + b_h) \text{ with } g) \\
+        h_t &= f'_t \odot h_{t-1} + i'_t \odot \tilde h_t
+
+    ``weight_ih`` (3H, D) stacks ``f, i, h``; no ``weight_hh``. The normalised gates are
+    computed from log-sigmoids (``log f' = log f - logaddexp(log f, log i)``), so they stay
+    exact when both gates are tiny. The state is ``h`` alone (not ``(h, c)``); ``g`` and the
+    initial state as :class:`MinGRUCell`'s.
+
+    Example::
+
+        >>> cell = MinLSTMCell(8, 16)
+        >>> h, state = cell(torch.randn(4, 8))
+    """
+
+    def weights(self) -> Weights:
+        return Weights(gates=("f", "i", "h"), recurrent=())
+
+    def coefficients(self, xp: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        pre_f, pre_i, pre_h = xp.chunk(3, dim=-1)
+        log_f, log_i = F.logsigmoid(pre_f), F.logsigmoid(pre_i)
+        log_sum = torch.logaddexp(log_f, log_i)
+        f, i = (log_f - log_sum).exp(), (log_i - log_sum).exp()
+        return log_f - log_sum, i * self.candidate(pre_h), {"f": f, "i": i}
+
+
+__all__ = ["CHUNK", "MinGRUCell", "MinLSTMCell", "MinimalRNNCell", "g", "linear_scan"]
