@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from rnnlab.core import onednn
 from rnnlab.core.kernels import BACKENDS
 from rnnlab.core.state import State, map_state
 
@@ -115,6 +116,16 @@ def run_torch_kernel(
     Returns:
         ``(outputs (T, N, K*H) (K*P with projections), final state)``.
     """
+    if (
+        mode == "LSTM"
+        and lengths is None
+        and torch.compiler.is_compiling()
+        and onednn.usable(x, bias, output_size not in (None, hidden_size))
+    ):
+        # compiled: the same oneDNN kernels as eager's torch.lstm, as custom operators
+        return onednn.run_stack(
+            x, state, weights, num_layers, dropout, training, bidirectional, hidden_size
+        )
     T, N = x.shape[:2]
     LK = num_layers * (2 if bidirectional else 1)
     lstm = mode == "LSTM"

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 from torch.utils.hooks import RemovableHandle
 
-from rnnlab.core import fast
+from rnnlab.core import fast, onednn
 from rnnlab.core.backend import check_backend, forced_backend, run_torch_kernel
 from rnnlab.core.cells import CellFactory, RecurrentCell
 from rnnlab.core.state import (
@@ -272,9 +272,16 @@ class Recurrent(nn.Module):
                 return "reference"
             return "fast"
         if torch.compiler.is_compiling():
-            # compiled: rnnlab's C++ loop as a custom op (rnnlab::scan), opaque to Inductor,
-            # for every cell it can run, torch's standard LSTM included (Inductor would trace
-            # torch.lstm into an unrolled loop: slower than eager, and minutes to compile)
+            # compiled: the standard LSTM on oneDNN through rnnlab::onednn_lstm_layer (Inductor
+            # would decompose torch.lstm into one block per step: slower than eager, and
+            # minutes to compile), every other cell on rnnlab's C++ loop as rnnlab::scan
+            proj = self.output_size != self.hidden_size
+            if (
+                mode == "LSTM"
+                and torch_reason is None
+                and onednn.usable(x, self.cells[0].bias, proj)
+            ):
+                return "torch"
             if self._fast_blocker(x) is None:
                 return "fast"
             return "torch" if torch_reason is None else "reference"
@@ -548,6 +555,9 @@ class Recurrent(nn.Module):
 
             return forward_time_major(self, x, state, lengths)
         backend = self.backend_for(x)
+        if backend == "torch" and lengths is not None and torch.compiler.is_compiling():
+            # compiled: packing branches on the lengths' values; the masked C++ loop does not
+            backend = "fast" if self._fast_blocker(x) is None else "reference"
         if backend == "torch":
             return (*self._run_torch(x, state, lengths), None)
         T, N = x.shape[:2]

@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from rnnlab.core import fast
+from rnnlab.core import fast, onednn
 from rnnlab.core.backend import use_backend
 from rnnlab.core.cells import LSTMCell
 from rnnlab.core.fast.function import cell_spec, scan_op
@@ -158,9 +158,12 @@ def test_compiled_lengths_do_not_recompile() -> None:
     assert len(frames) == 1, f"{len(frames)} graphs for 4 lengths"
 
 
-def test_compiled_standard_lstm_runs_rnnlab_op_not_unrolled() -> None:
-    """torch.lstm would be decomposed into one block per step; the custom op keeps one node."""
-    model = _Model(cell_factory("lstm"))
+def test_compiled_standard_lstm_runs_onednn_not_unrolled() -> None:
+    """torch.lstm would be decomposed into one block per step; compiled, the standard LSTM is
+    one oneDNN node per layer and direction (rnnlab::onednn_lstm_layer), as eager runs it, with
+    eager's outputs and gradients at every length."""
+    torch.manual_seed(0)
+    model = _Model(cell_factory("lstm"), num_layers=2, bidirectional=True)
     graphs: list[torch.fx.GraphModule] = []
 
     def backend(gm: torch.fx.GraphModule, example: list) -> object:
@@ -170,8 +173,31 @@ def test_compiled_standard_lstm_runs_rnnlab_op_not_unrolled() -> None:
     torch._dynamo.reset()
     torch.compile(model, backend=backend, fullgraph=True)(torch.randint(11, (2, 9)))
     targets = [str(n.target) for n in graphs[0].graph.nodes if n.op == "call_function"]
-    assert sum("rnnlab.scan" in t for t in targets) == 1, targets
-    assert not any("lstm" in t for t in targets), targets
+    assert sum("rnnlab.onednn_lstm_layer" in t for t in targets) == 4, targets
+    assert not any("aten.lstm" in t or "torch.lstm" in t for t in targets), targets
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, dynamic=True)
+    for T in (3, 12):
+        idx = torch.randint(11, (2, T))
+        out = compiled(idx)
+        g_compiled = _grads(model, out.square().mean())
+        eager = model(idx)
+        g_eager = _grads(model, eager.square().mean())
+        torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-6)
+        for a, b in zip(g_compiled, g_eager):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_onednn_lstm_layer_passes_opcheck() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(5, 2, 3, requires_grad=True)
+    w = [torch.randn(16, 3), torch.randn(16, 4), torch.randn(16), torch.randn(16)]
+    w = [t.requires_grad_() for t in w]
+    h0, c0 = torch.randn(1, 2, 4), torch.randn(1, 2, 4)
+    for reverse in (False, True):
+        torch.library.opcheck(onednn.lstm_layer, (x, *w, h0, c0, reverse, True),
+                              test_utils=("test_schema", "test_faketensor",
+                                          "test_autograd_registration"))  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["gru", "lstm", "peephole"])
