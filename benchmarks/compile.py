@@ -67,7 +67,7 @@ def main() -> int:
         # as `rnnlab train --compile` does: the model compiled, its backward traced with it
         net = torch.compile(model, dynamic=True)
 
-        def compiled(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        def compiled(x: torch.Tensor, y: torch.Tensor, net: torch.nn.Module = net) -> torch.Tensor:
             return step(x, y, net)
 
         x = torch.randint(65, (args.batch, args.window))
