@@ -112,6 +112,9 @@ def _lstm_layer_backward_fake(
 def _setup(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: tuple) -> None:
     x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse, _train = inputs
     y, hy, cy, workspace = output
+    # no zero gradient for the workspace (megabytes per layer and step) or an unused state:
+    # the backward fills in only the small ones oneDNN reads
+    ctx.set_materialize_grads(False)
     ctx.reverse = reverse
     ctx.save_for_backward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, y, hy, cy, workspace)
 

@@ -134,8 +134,8 @@ class TrainConfig(Config):
     )  # fmt: skip
     compile: bool = option(
         False, help="run the training forward and backward through torch.compile (dynamic "
-        "shapes; the first step pays the compilation; measured no faster than eager for the "
-        "LM: docs/PERFORMANCE.md)"
+        "shapes; the first step pays the compilation; as fast as eager for the LM on the CPU: "
+        "docs/PERFORMANCE.md)"
     )  # fmt: skip
     log_every: int = option(10, check=positive, help="write a row of metrics.csv every N steps")
     tensorboard: bool = option(False, help="also log to RUN/tensorboard")

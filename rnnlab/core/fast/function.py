@@ -458,6 +458,8 @@ def _scan_setup(ctx: FunctionCtx, inputs: tuple, output: list[Tensor]) -> None:
     kind, eps, _save, xp, h0, c0, weight_hh, mask, *params = inputs
     ctx.kind, ctx.eps, ctx.width, ctx.has_c0 = kind, list(eps), xp.shape[-1], c0 is not None
     ctx.n_params = [p is not None for p in params]
+    # no zero gradients for the saved buffers (outputs of the operator, never used downstream)
+    ctx.set_materialize_grads(False)
     saved = list(output[3:])
     if saved and saved[0].numel() == 0:
         saved[0] = output[0]  # the per-step states are the outputs
