@@ -74,7 +74,9 @@ def use_backend(name: str) -> Iterator[None]:
 
 def forced_backend() -> str | None:
     """The backend of the innermost :func:`use_backend` block of this thread, or None."""
-    stack = _stack()
+    # read without creating: under torch.compile, creating the list while tracing would be a
+    # side effect that fails the graph's guard on the next call (one recompile)
+    stack = getattr(_local, "stack", None)
     return stack[-1] if stack else None
 
 
