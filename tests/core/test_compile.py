@@ -11,7 +11,7 @@ loop's.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
@@ -143,17 +143,22 @@ def test_explain_finds_no_graph_break_with_lengths_and_state() -> None:
     assert explained.graph_count == 1
 
 
+def _recorder(graphs: list[torch.fx.GraphModule]) -> Callable:
+    """A torch.compile backend that keeps every graph Dynamo hands it and runs it as is."""
+
+    def backend(gm: torch.fx.GraphModule, example: list) -> Callable:
+        graphs.append(gm)
+        return gm.forward
+
+    return backend
+
+
 def test_compiled_lengths_do_not_recompile() -> None:
     torch.manual_seed(0)
     model = _Model(cell_factory("gru"))
     torch._dynamo.reset()
-    frames = []
-
-    def backend(gm: torch.fx.GraphModule, example: list) -> object:
-        frames.append(gm)
-        return gm.forward
-
-    compiled = torch.compile(model, backend=backend, fullgraph=True, dynamic=True)
+    frames: list[torch.fx.GraphModule] = []
+    compiled = torch.compile(model, backend=_recorder(frames), fullgraph=True, dynamic=True)
     with torch.no_grad():
         # (T = 1 would be one more graph: Dynamo specialises every size 0 or 1)
         for T in (4, 9, 2, 30):
@@ -169,13 +174,8 @@ def test_compiled_standard_lstm_runs_onednn_not_unrolled() -> None:
     torch.manual_seed(0)
     model = _Model(cell_factory("lstm"), num_layers=2, bidirectional=True)
     graphs: list[torch.fx.GraphModule] = []
-
-    def backend(gm: torch.fx.GraphModule, example: list) -> object:
-        graphs.append(gm)
-        return gm.forward
-
     torch._dynamo.reset()
-    torch.compile(model, backend=backend, fullgraph=True)(torch.randint(11, (2, 9)))
+    torch.compile(model, backend=_recorder(graphs), fullgraph=True)(torch.randint(11, (2, 9)))
     targets = [str(n.target) for n in graphs[0].graph.nodes if n.op == "call_function"]
     assert sum("rnnlab.onednn_lstm_layer" in t for t in targets) == 4, targets
     assert not any("aten.lstm" in t or "torch.lstm" in t for t in targets), targets

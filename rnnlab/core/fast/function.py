@@ -277,10 +277,6 @@ def _recomputed_grads(
 # -- compiled and traced: torch.library custom operators ----------------------------------------
 
 
-def _empty_like_none(t: Tensor | None, like: Tensor) -> Tensor:
-    return t if t is not None else like.new_empty(0)
-
-
 @torch.library.custom_op("rnnlab::scan", mutates_args=())
 def scan_op(
     kind: int,
@@ -323,7 +319,7 @@ def scan_op(
         for s in saved:
             if s is not None:
                 s.masked_fill_(past.view(*past.shape, *([1] * (s.dim() - 2))), 0)
-    return head + [_empty_like_none(s, xp) for s in saved]
+    return head + [s if s is not None else xp.new_empty(0) for s in saved]
 
 
 def _saved_layout(
