@@ -23,6 +23,7 @@ from torch.utils.hooks import RemovableHandle
 from rnnlab.core import fast, onednn
 from rnnlab.core.backend import check_backend, forced_backend, run_torch_kernel
 from rnnlab.core.cells import CellFactory, RecurrentCell
+from rnnlab.core.dropout import dropped_recurrent_weights, locked_dropout, zoneout_weights
 from rnnlab.core.state import (
     State,
     map_state,
@@ -33,6 +34,8 @@ from rnnlab.core.state import (
 )
 from rnnlab.errors import RnnlabError, ShapeError, WrongTypeError
 
+#: zoneout's blend weights ``(z_h, z_c)`` for one cell's run, each (T, N, size) or None
+ZoneoutWeights = tuple[Tensor | None, Tensor | None] | None
 #: ``observer(t, xp_t, state_in, h, new_state, gates)`` -> None or a replacement ``(h, new_state)``.
 StepObserver = Callable[[int, Tensor, State, Tensor, State, dict], "tuple[Tensor, State] | None"]
 #: ``hook(layer, direction, t, xp_t, state_in, h, new_state, gates)``, returning as an observer.
@@ -132,6 +135,17 @@ class Recurrent(nn.Module):
             ``"torch"`` (torch's fused kernel), ``"fast"`` (rnnlab's C++ loop) or
             ``"reference"`` (the readable Python loop); see :meth:`backend_for` and
             :mod:`rnnlab.core.backend`. An explicit choice that cannot run raises.
+        weight_drop: DropConnect on every cell's recurrent matrix ``weight_hh`` (one mask per
+            forward call; Merity et al. 2018); cells without one (minGRU, minLSTM) refuse it.
+        locked_dropout: every dropout of the layer (``dropout``, ``input_dropout``,
+            ``output_dropout``) draws one mask per sequence, the same at every step (Gal &
+            Ghahramani 2016), instead of one per step.
+        input_dropout: dropout on the layer's input.
+        output_dropout: dropout on the layer's output (the top layer's).
+        zoneout: each unit of ``h`` keeps its previous value with this probability at every
+            step (Krueger et al. 2017); in evaluation the expectation (see
+            :mod:`rnnlab.core.dropout`).
+        zoneout_cell: the same for the LSTM's cell state ``c``; None: ``zoneout``.
 
     Shape:
         - input: (N, T, D) (batch_first) or (T, N, D), or (T, D) unbatched, or a PackedSequence.
@@ -169,9 +183,29 @@ class Recurrent(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         backend: str = "auto",
+        weight_drop: float = 0.0,
+        locked_dropout: bool = False,
+        input_dropout: float = 0.0,
+        output_dropout: float = 0.0,
+        zoneout: float = 0.0,
+        zoneout_cell: float | None = None,
     ) -> None:
         super().__init__()
         self.backend = check_backend(backend)
+        zoneout_cell = zoneout if zoneout_cell is None else zoneout_cell
+        rates = {
+            "dropout": dropout,
+            "weight_drop": weight_drop,
+            "input_dropout": input_dropout,
+            "output_dropout": output_dropout,
+            "zoneout": zoneout,
+            "zoneout_cell": zoneout_cell,
+        }
+        for name, rate in rates.items():
+            if not isinstance(rate, (int, float)) or isinstance(rate, bool):
+                raise WrongTypeError(f"{name} must be a number in [0, 1), got {rate!r}")
+            if not 0.0 <= rate < 1.0:
+                raise RnnlabError(f"{name} must be a number in [0, 1), got {rate!r}")
         self._step_hooks: OrderedDict[int, StepHook] = OrderedDict()
         sizes = {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers}
         for name, size in sizes.items():
@@ -179,12 +213,9 @@ class Recurrent(nn.Module):
                 raise WrongTypeError(f"{name} must be a positive integer, got {size!r}")
             if size < 1:
                 raise RnnlabError(f"{name} must be a positive integer, got {size!r}")
-        if not isinstance(dropout, (int, float)) or isinstance(dropout, bool):
-            raise WrongTypeError(f"dropout must be a number in [0, 1), got {dropout!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise RnnlabError(f"dropout must be a number in [0, 1), got {dropout!r}")
         flags = {"bidirectional": bidirectional, "batch_first": batch_first}
-        for name, flag in {**flags, "return_states": return_states}.items():
+        flags.update(return_states=return_states, locked_dropout=locked_dropout)
+        for name, flag in flags.items():
             if not isinstance(flag, bool):  # "False" would silently act as True
                 raise WrongTypeError(f"{name} must be True or False, got {flag!r}")
         self.input_size = input_size
@@ -195,6 +226,12 @@ class Recurrent(nn.Module):
         self.dropout = float(dropout)
         self.batch_first = batch_first
         self.return_states = return_states
+        self.weight_drop = float(weight_drop)
+        self.locked_dropout = locked_dropout
+        self.input_dropout = float(input_dropout)
+        self.output_dropout = float(output_dropout)
+        self.zoneout = float(zoneout)
+        self.zoneout_cell = float(zoneout_cell)
         cells: list[RecurrentCell] = []
         for layer in range(num_layers):
             # each layer reads the outputs of the one below: H each, or P with projections
@@ -203,6 +240,10 @@ class Recurrent(nn.Module):
                 cells.append(cell(layer_input, hidden_size, device=device, dtype=dtype))
         self.cells = nn.ModuleList(cells)
         self.state_is_tuple = self.cells[0].state_is_tuple
+        if weight_drop and self.cells[0].weight_hh is None:
+            raise RnnlabError(
+                f"weight_drop needs recurrent weights; {type(self.cells[0]).__name__} has none"
+            )
         #: the size of each direction's output and of ``h``: H, or P with projections
         self.output_size: int = self.cells[0].output_size
 
@@ -218,6 +259,11 @@ class Recurrent(nn.Module):
         s = f"num_layers={self.num_layers}, bidirectional={self.bidirectional}"
         s += f", dropout={self.dropout}, batch_first={self.batch_first}"
         s += ", return_states=True" if self.return_states else ""
+        for name in ("weight_drop", "input_dropout", "output_dropout", "zoneout"):
+            s += f", {name}={getattr(self, name)}" if getattr(self, name) else ""
+        if self.zoneout_cell != self.zoneout:
+            s += f", zoneout_cell={self.zoneout_cell}"
+        s += ", locked_dropout=True" if self.locked_dropout else ""
         return s + (f", backend={self.backend!r}" if self.backend != "auto" else "")
 
     def register_step_hook(self, hook: StepHook) -> RemovableHandle:
@@ -308,6 +354,8 @@ class Recurrent(nn.Module):
         reason = self._layer_blocker()
         if reason is not None:
             return None, reason
+        if self.zoneout or self.zoneout_cell:
+            return None, "zoneout blends each step's state with the previous one"
         # the cells' answer, asked once per set of cells (a single generation step is ~0.3 ms
         # of which this took 5%)
         cells = tuple(map(id, self.cells._modules.values()))
@@ -320,13 +368,31 @@ class Recurrent(nn.Module):
     def _run_torch(
         self, x: Tensor, state: State | None, lengths: Tensor | None
     ) -> tuple[Tensor, State]:
-        """The whole stack on torch's fused kernel (time-major ``x``)."""
+        """The whole stack on torch's fused kernel (time-major ``x``); with locked dropout
+        between the layers (which torch's kernel does not do), one layer at a time."""
         mode, _ = self._torch_kernel()
-        args = (self.cells[0].bias, self.num_layers, self.dropout, self.training)
-        return run_torch_kernel(
-            mode, x, state, lengths, self._kernel_weights(), *args, self.bidirectional,
-            self.hidden_size, self.output_size,
-        )  # fmt: skip
+        weights, L = self._kernel_weights(), self.num_layers
+        by_layer = self.locked_dropout and self.dropout and self.training and L > 1
+        if not by_layer:
+            args = (self.cells[0].bias, L, self.dropout, self.training, self.bidirectional)
+            return run_torch_kernel(
+                mode, x, state, lengths, weights, *args, self.hidden_size, self.output_size
+            )
+        K = self.num_directions
+        per = len(weights) // L  # one layer's weights, both directions
+        args = (self.cells[0].bias, 1, 0.0, self.training, self.bidirectional)
+        finals = []
+        for layer in range(L):
+            if layer > 0:
+                x = locked_dropout(x, self.dropout, True)
+            rows = slice(layer * K, (layer + 1) * K)
+            s = None if state is None else map_state(lambda t, rows=rows: t[rows], state)
+            w = weights[layer * per : (layer + 1) * per]
+            x, final = run_torch_kernel(
+                mode, x, s, lengths, w, *args, self.hidden_size, self.output_size
+            )
+            finals.append(final)
+        return x, map_state(lambda *parts: torch.cat(parts), *finals)
 
     def _kernel_weights(self) -> list[Tensor]:
         """torch's flat weight list, per layer and direction ``w_ih, w_hh[, b_ih, b_hh][, w_hr]``
@@ -518,8 +584,13 @@ class Recurrent(nn.Module):
             out, state = self._forward_without_autocast(x.unsqueeze(1), state, None, x.device.type)
             return out[:, 0], state
         xt = x.unsqueeze(0)
-        # the usual case: straight to the kernel (never under export: rnnlab.core.export)
-        if not torch.compiler.is_exporting() and self.backend_for(xt) == "torch":
+        # the usual case: straight to the kernel (never under export: rnnlab.core.export; nor
+        # with a regulariser active, which _forward_time_major applies)
+        if (
+            not torch.compiler.is_exporting()
+            and not (self.training and self._regularised())
+            and self.backend_for(xt) == "torch"
+        ):
             out, final = self._run_torch(xt, state, None)
         else:
             out, final, _ = self._forward_time_major(xt, state, None)
@@ -554,6 +625,34 @@ class Recurrent(nn.Module):
             from rnnlab.core.export import forward_time_major
 
             return forward_time_major(self, x, state, lengths)
+        train = self.training
+        x = self._dropout(x, self.input_dropout)
+        with dropped_recurrent_weights(self.cells, self.weight_drop, train):
+            out, final, states = self._run_stack(x, state, lengths)
+        if self.output_dropout and train:
+            self.__dict__["undropped_output"] = out  # for TAR (StatePenalties)
+        return self._dropout(out, self.output_dropout), final, states
+
+    def _dropout(self, x: Tensor, p: float) -> Tensor:
+        """Dropout on time-major ``x`` in training: one mask per sequence if ``locked_dropout``."""
+        if self.locked_dropout:
+            return locked_dropout(x, p, self.training)
+        return nn.functional.dropout(x, p, self.training) if p else x
+
+    def _zoneout(self, cell: RecurrentCell, T: int, N: int, like: Tensor) -> ZoneoutWeights:
+        """The zoneout blend weights ``(z_h, z_c)`` of one cell's run, or None."""
+        if not (self.zoneout or self.zoneout_cell):
+            return None
+        train = self.training
+        zh = zoneout_weights(self.zoneout, T, N, cell.output_size, like, train)
+        zc = None
+        if self.state_is_tuple:
+            zc = zoneout_weights(self.zoneout_cell, T, N, self.hidden_size, like, train)
+        return zh, zc
+
+    def _run_stack(
+        self, x: Tensor, state: State | None, lengths: Tensor | None
+    ) -> tuple[Tensor, State, State | None]:
         backend = self.backend_for(x)
         if backend == "torch" and lengths is not None and torch.compiler.is_compiling():
             # compiled: packing branches on the lengths' values; the masked C++ loop does not
@@ -570,8 +669,8 @@ class Recurrent(nn.Module):
         all_states: list[list[State]] = []
         layer_input = x
         for layer in range(self.num_layers):
-            if layer > 0 and self.dropout > 0 and self.training:
-                layer_input = nn.functional.dropout(layer_input, self.dropout, True)
+            if layer > 0:
+                layer_input = self._dropout(layer_input, self.dropout)
             outs = []
             for d in range(K):
                 cell = self.cell_at(layer, d)
@@ -582,13 +681,15 @@ class Recurrent(nn.Module):
                     s0 = map_state(lambda s, idx=idx: s[idx], state)
                 seq = layer_input if d == 0 else flip_valid(layer_input, lengths)
                 xp = cell.input_projection(seq)
+                zo = self._zoneout(cell, T, N, x)
+                kw = {} if zo is None else {"zoneout": zo}  # (zoneout=None: the plain loops)
                 if backend == "fast" and getattr(cell, "parallel", False):
-                    (o, fin), sts = cell.parallel_scan(xp, s0, mask), None
+                    (o, fin), sts = cell.parallel_scan(xp, s0, mask, **kw), None
                 elif backend == "fast":
-                    (o, fin), sts = fast.scan(cell, xp, s0, mask, source=seq), None
+                    (o, fin), sts = fast.scan(cell, xp, s0, mask, source=seq, **kw), None
                 else:
                     observer = self._observer(layer, d) if self._step_hooks else None
-                    o, fin, sts = scan(cell, xp, s0, mask, self.return_states, observer)
+                    o, fin, sts = scan(cell, xp, s0, mask, self.return_states, observer, **kw)
                 if d == 1:
                     o = flip_valid(o, lengths)
                     if sts is not None:
@@ -605,6 +706,10 @@ class Recurrent(nn.Module):
             per_cell = [stack_states(s, dim=1) for s in all_states]
             states = stack_states(per_cell)
         return layer_input, final, states
+
+    def _regularised(self) -> bool:
+        """Whether a regulariser other than the between-layer dropout is on."""
+        return bool(self.weight_drop or self.input_dropout or self.output_dropout)
 
     def _observer(self, layer: int, direction: int) -> StepObserver:
         """The step hooks of this cell as one :func:`scan` observer (hooks run in order, each

@@ -209,11 +209,40 @@ class RecurrentConfig(Config):
     backend: str = option(
         "auto", choices=BACKENDS, help="which implementation runs the recurrence (auto: fastest)"
     )
+    weight_drop: float = option(
+        0.0,
+        check=probability,
+        help="DropConnect on the recurrent weights, one mask per batch (Merity et al. 2018)",
+    )
+    locked_dropout: bool = option(
+        False,
+        help="the layer's dropouts use one mask per sequence for all its steps (Gal & "
+        "Ghahramani 2016)",
+    )
+    input_dropout: float = option(
+        0.0, check=probability, help="dropout on the recurrent layer's input"
+    )
+    output_dropout: float = option(
+        0.0, check=probability, help="dropout on the recurrent layer's output"
+    )
+    zoneout: float = option(
+        0.0,
+        check=probability,
+        help="each state unit keeps its previous value with this probability at every step "
+        "(Krueger et al. 2017)",
+    )
+    zoneout_cell: float | None = option(
+        None, check=probability, help="zoneout of the LSTM's cell state (default: --zoneout)"
+    )
 
     def check(self) -> None:
         if self.cell not in CELLS:
             raise RnnlabError(f"unknown cell {self.cell!r}; choose one of: {', '.join(CELLS)}")
         cell_factory(self.cell, self.layer_norm, self.forget_bias)  # checks forget_bias
+        if self.weight_drop and self.cell in INPUT_ONLY:
+            raise RnnlabError(f"--weight-drop needs recurrent weights; {self.cell} has none")
+        if self.zoneout_cell is not None and not self.factory()(1, 1).state_is_tuple:
+            raise RnnlabError(f"--zoneout-cell is for the LSTM's cell state; {self.cell} has none")
         what = f"a {self.describe()} recurrent layer"
         check_parameter_count(self.min_parameters(), what, exact=False)
 
@@ -246,6 +275,12 @@ class RecurrentConfig(Config):
             bidirectional=self.bidirectional,
             dropout=self.dropout,
             batch_first=batch_first,
+            weight_drop=self.weight_drop,
+            locked_dropout=self.locked_dropout,
+            input_dropout=self.input_dropout,
+            output_dropout=self.output_dropout,
+            zoneout=self.zoneout,
+            zoneout_cell=self.zoneout_cell,
             **kwargs,
         )
 

@@ -119,6 +119,20 @@ class TrainConfig(Config):
         help="Krueger & Memisevic's (2016) penalty beta * mean_t (||h_t|| - ||h_{t-1}||)^2 on "
         "every recurrent layer's outputs; 0 = off",
     )
+    ar: float = option(
+        0.0,
+        check=non_negative,
+        metavar="ALPHA",
+        help="activation regularisation alpha * mean(h_t^2) on every recurrent layer's output "
+        "(Merity et al. 2018); 0 = off",
+    )
+    tar: float = option(
+        0.0,
+        check=non_negative,
+        metavar="BETA",
+        help="temporal activation regularisation beta * mean((h_t - h_{t-1})^2) on every "
+        "recurrent layer's output before its output dropout (Merity et al. 2018); 0 = off",
+    )
     eval_every: int = option(200, check=positive, help="validate and checkpoint every N steps")
     patience: int | None = option(
         None, check=positive, help="early stopping after N validations without improvement"

@@ -54,7 +54,7 @@ from rnnlab.train import distributed
 from rnnlab.train.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from rnnlab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig, lr_at
 from rnnlab.train.precision import autocast
-from rnnlab.train.regularizers import NormStabilizer
+from rnnlab.train.regularizers import NormStabilizer, StatePenalties
 from rnnlab.train.resume import check_same_meta, rng_state, set_rng_state
 from rnnlab.train.runlog import RunLog, plot_loss_curves
 
@@ -192,7 +192,7 @@ class Trainer:
         self.autocast = autocast(self.device, config.precision)  # --precision
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.params, config)
-        self.stabilizer: NormStabilizer | None = None
+        self.penalties: StatePenalties | None = None
         self.log = RunLog(None)
         # the run's position and record: all of it is checkpointed
         self.step = 0
@@ -392,8 +392,8 @@ class Trainer:
         with self.autocast:
             loss, n_tokens = self.loss_fn(self.net, _to_device(batch, self.device))
         total = loss
-        if self.stabilizer is not None:
-            penalty = self.stabilizer.penalty()
+        if self.penalties is not None:
+            penalty = self.penalties.penalty()
             if penalty is not None:
                 total = loss + penalty
         loss_value = float(loss.detach())
@@ -508,8 +508,8 @@ class Trainer:
         _build_kernels(self.model)  # a first-use build is not charged to the time budget
         out_dir = self.out_dir if self.main else None
         self.log = RunLog(out_dir, self.step if self.resume else None, c.tensorboard)
-        if c.norm_stabilizer:
-            self.stabilizer = NormStabilizer(self.model, c.norm_stabilizer)
+        if c.norm_stabilizer or c.ar or c.tar:
+            self.penalties = StatePenalties(self.model, c.norm_stabilizer, c.ar, c.tar)
         bar = self._bar = _progress_bar(c, self.step) if self.main else None
         meter = _Meter()
         stopped = self._stop_reason()
@@ -561,9 +561,9 @@ class Trainer:
             if bar is not None:
                 bar.close()
             self._bar = None
-            if self.stabilizer is not None:
-                self.stabilizer.remove()
-                self.stabilizer = None
+            if self.penalties is not None:
+                self.penalties.remove()
+                self.penalties = None
             self.log.close()
         return self._result(stopped, meter)
 

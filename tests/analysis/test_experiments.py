@@ -209,6 +209,35 @@ def test_regularizers_stabilizer_steadies_the_hidden_norm(tmp_path):
         assert math.isfinite(r["drift"])
 
 
+def test_minimal_experiment_sizes_runs_and_tables(tmp_path):
+    from rnnlab.analysis.experiments.minimal import matched_hidden
+    from rnnlab.core.layers import Recurrent
+    from rnnlab.core.registry import cell_factory
+
+    def count(cell, d, h):
+        return sum(p.numel() for p in Recurrent(cell_factory(cell), d, h).parameters())
+
+    lstm = count("lstm", 16, 16)
+    for cell in ("mingru", "minlstm", "gru"):
+        h = matched_hidden(cell, 16, lstm)
+        # nearest: one unit more or less is further from the LSTM's count
+        assert abs(count(cell, 16, h) - lstm) <= abs(count(cell, 16, h + 1) - lstm)
+        assert abs(count(cell, 16, h) - lstm) <= abs(count(cell, 16, h - 1) - lstm)
+    result = run_experiment("minimal", "test", tmp_path)
+    speed = [r for r in result.rows if r["part"] == "speed"]
+    assert {(r["cell"], r["T"]) for r in speed} == {
+        (c, T) for c in ("lstm", "mingru", "minlstm") for T in (20, 60)
+    }
+    for r in speed:
+        assert r["tokens_per_s"] > 0 and abs(r["params"] / lstm - 1) < 0.05
+        assert r["implementation"] == ("torch" if r["cell"] == "lstm" else "fast")
+    tasks = [r for r in result.rows if r["part"] in ("adding", "copy")]
+    assert len(tasks) == 6 and all(math.isfinite(r["median"]) for r in tasks)
+    adding = [r for r in tasks if r["part"] == "adding"]
+    assert all(r["baseline"] == pytest.approx(1 / 6) for r in adding)
+    assert (tmp_path / "minimal.png").stat().st_size > 0
+
+
 # -- the command line ----------------------------------------------------------------------
 def test_cli_runs_the_quick_clipping_experiment(tmp_path, capsys):
     assert main(["experiment", "clipping", "--quick", "--out", str(tmp_path)]) == 0

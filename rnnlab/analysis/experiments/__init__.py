@@ -29,6 +29,7 @@ EXPERIMENTS: dict[str, str] = {
     "clipping": "rnnlab.analysis.experiments.clipping",
     "compare": "rnnlab.analysis.experiments.compare",
     "regularizers": "rnnlab.analysis.experiments.regularizers",
+    "minimal": "rnnlab.analysis.experiments.minimal",
 }
 
 

@@ -15,7 +15,8 @@ class LMConfig(Config):
 
     ``vocab_size`` is set from the data. Dropout sits on the non-recurrent connections only:
     ``rnn.dropout`` between the recurrent layers, ``io_dropout`` on the embedding and before the
-    decoder (Zaremba et al., 2014).
+    decoder (Zaremba et al., 2014); the AWD-LSTM's (Merity et al., 2018) are the layer's options
+    (``rnn.weight_drop``, ``rnn.locked_dropout``, ...) and ``embedding_dropout``.
     """
 
     title = "language model"
@@ -31,6 +32,12 @@ class LMConfig(Config):
     io_dropout: float = option(
         0.0, check=probability, help="dropout on the embedding and before the decoder"
     )
+    embedding_dropout: float = option(
+        0.0,
+        check=probability,
+        help="drop whole tokens' embeddings (rows of the matrix), one mask per batch (Gal & "
+        "Ghahramani 2016)",
+    )
 
     def check(self) -> None:
         if self.tie_weights and self.embedding_size != self.rnn.hidden_size:
@@ -42,6 +49,8 @@ class LMConfig(Config):
             raise RnnlabError(
                 "a language model reads left to right: --bidirectional is not allowed"
             )
+        if self.embedding_dropout and not self.embedding_size:
+            raise RnnlabError("--embedding-dropout needs an embedding (--embedding > 0)")
 
 
 __all__ = ["LMConfig"]

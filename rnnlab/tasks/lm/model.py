@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
+from rnnlab.core.dropout import embedding_dropout
 from rnnlab.core.state import State, detach_state, state_parts
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.decoding import evaluating, generate
@@ -63,7 +64,7 @@ class RNNLM(nn.Module):
         self, idx: Tensor, targets: Tensor | None = None, state: State | None = None
     ) -> tuple[tuple[Tensor, State], Tensor | None]:
         if self.embedding is not None:
-            x = self.embedding(idx)  # (N, T, E)
+            x = self._embed(idx)  # (N, T, E)
         else:
             x = nn.functional.one_hot(idx, self.config.vocab_size).to(self.decoder.weight.dtype)
         out, state = self.rnn(self.drop(x), state)  # (N, T, H)
@@ -73,12 +74,17 @@ class RNNLM(nn.Module):
             loss = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
         return (logits, state), loss
 
+    def _embed(self, idx: Tensor) -> Tensor:
+        """The embeddings of ``idx``, with embedding dropout in training."""
+        weight, p = self.embedding.weight, self.config.embedding_dropout  # type: ignore[union-attr]
+        return embedding_dropout(weight, idx, p, self.training)
+
     def step(self, tokens: Tensor, state: State | None) -> tuple[Tensor, State]:
         """One step: tokens (N,) -> next-token logits (N, V) and the new state (what
         :meth:`forward` gives for one token, through the layer's single-step path)."""
         tokens = tokens.view(-1)
         if self.embedding is not None:
-            x = self.embedding(tokens)  # (N, E)
+            x = self._embed(tokens)  # (N, E)
         else:
             x = nn.functional.one_hot(tokens, self.config.vocab_size).to(self.decoder.weight.dtype)
         if self.training:
