@@ -98,11 +98,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=400)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/plain-lm"))
+    p.add_argument(
+        "--classic",
+        action="store_true",
+        help="the textbook recipe instead of rnnlab's: Adam 2e-3, constant, no warm-up, no "
+        "weight decay, windows of 100 (what CLASSIC sets; flags given after it still win)",
+    )
     return p
 
 
+#: The textbook char-RNN recipe (Karpathy's char-rnn and its many ports): what ``--classic`` sets.
+CLASSIC = {
+    "optimizer": "adam", "lr": 2e-3, "schedule": "constant", "warmup": 0, "weight_decay": 0.0,
+    "seq_len": 100,
+}  # fmt: skip
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options; with ``--classic`` the textbook recipe's values where no flag gave one."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.classic:
+        parser.set_defaults(**CLASSIC)
+        args = parser.parse_args(argv)
+    return args
+
+
 def main() -> None:
-    args = build_parser().parse_args()
+    args = parse_args()
 
     torch.manual_seed(args.seed)
     text = args.data.read_text(encoding="utf-8")
