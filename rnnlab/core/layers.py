@@ -26,12 +26,14 @@ from rnnlab.core.cells import CellFactory, RecurrentCell
 from rnnlab.core.dropout import dropped_recurrent_weights, locked_dropout, zoneout_weights
 from rnnlab.core.state import (
     State,
+    hidden_part,
     map_state,
     stack_states,
     state_parts,
     unstack_state,
     where_state,
 )
+from rnnlab.core.zoneout import Zoneout, check_zoneout, zone_state
 from rnnlab.errors import RnnlabError, ShapeError, WrongTypeError
 
 #: zoneout's blend weights ``(z_h, z_c)`` for one cell's run, each (T, N, size) or None
@@ -67,6 +69,7 @@ def scan(
     mask: Tensor | None = None,
     keep_states: bool = False,
     observer: StepObserver | None = None,
+    zoneout: Zoneout | None = None,
 ) -> tuple[Tensor, State, list[State] | None]:
     """The reference loop over time for one direction: the cells' readable per-step math.
 
@@ -81,12 +84,18 @@ def scan(
             gates)`` (the step computed by ``cell._gates``, before the mask); it may return
             None or a replacement ``(h, new_state)``, e.g. with a zero perturbation added whose
             gradient is ``dL/ds_t``.
+        zoneout: ``(zh, zc)``, the blend weights of Krueger et al.'s zoneout (see
+            :mod:`rnnlab.core.zoneout`): ``h`` (T, N, P) and the LSTM's ``c`` (T, N, H), each
+            in [0, 1] or None. After the step (and an observer's replacement), before the mask:
+            ``s_t = z_t * s_{t-1} + (1 - z_t) * s~_t`` part by part, and the output is the
+            zoned ``h_t``. None: no zoneout.
 
     Returns:
         ``(outputs (T, N, H) (P with projections), final_state, states or None)``.
     """
     outputs = []
     states = [] if keep_states else None
+    zoneout = check_zoneout(zoneout, xp, state)
     for t in range(xp.shape[0]):
         if observer is None:
             h, new_state = cell.step(xp[t], state)
@@ -95,6 +104,9 @@ def scan(
             replaced = observer(t, xp[t], state, h, new_state, gates)
             if replaced is not None:
                 h, new_state = replaced
+        if zoneout is not None:
+            new_state = zone_state(zoneout, t, state, new_state)
+            h = hidden_part(new_state)
         if mask is not None:
             new_state = where_state(mask[t], new_state, state)
             h = h * mask[t]

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnlab.core.cells import RecurrentCell, Weights
+from rnnlab.core.zoneout import Zoneout, check_zoneout
 
 #: Steps per chunk of :func:`linear_scan`: the cumulative log-decay restarts at every chunk, so
 #: the log-space sums stay within ``CHUNK * |log a|`` (float32 keeps ~7 digits of them).
@@ -114,6 +115,26 @@ def linear_scan(
     return out, final
 
 
+def zoned_coefficients(log_a: Tensor, b: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+    r"""``(log a', b')`` of the recurrence with zoneout (Krueger et al., 2017) folded in.
+
+    .. math::
+        h_t = z_t h_{t-1} + (1 - z_t)(a_t h_{t-1} + b_t) = a'_t h_{t-1} + b'_t, \quad
+        a'_t = z_t + (1 - z_t) a_t, \quad b'_t = (1 - z_t) b_t
+
+    still linear in ``h``. ``log a' = logaddexp(log z, log(1 - z) + log a)``, never ``log`` of
+    a rounded sum: with ``z = 0`` it is ``log a`` exactly, with ``z = 1`` exactly 0. The
+    infinite logs of ``z`` in {0, 1} stay out of the gradients (``z`` is a constant, and
+    logaddexp's gradient to a ``-inf`` argument is 0, not NaN). ``b' >= 0`` where ``b > 0``,
+    so :func:`linear_scan`'s ``positive`` still holds.
+
+    Args:
+        log_a: (T, N, H) log decays; b: (T, N, H) increments; z: (T, N, H) weights in [0, 1].
+    """
+    z = z.detach()
+    return torch.logaddexp(z.log(), torch.log1p(-z) + log_a), (1 - z) * b
+
+
 def _decayed_sum(a_star: Tensor, v: Tensor) -> Tensor:
     """``sum_{s <= t} exp(a*_t - a*_s) v_s`` along dim 1, for ``v > 0``, in log space."""
     return (a_star + torch.logcumsumexp(v.log() - a_star, dim=1)).exp()
@@ -165,7 +186,11 @@ class MinimalRNNCell(RecurrentCell):
         return h, h, gates
 
     def parallel_scan(
-        self, xp: Tensor, state: Tensor, mask: Tensor | None = None
+        self,
+        xp: Tensor,
+        state: Tensor,
+        mask: Tensor | None = None,
+        zoneout: Zoneout | None = None,
     ) -> tuple[Tensor, Tensor]:
         """:func:`rnnlab.core.layers.scan` (without ``keep_states``) as a parallel scan.
 
@@ -173,11 +198,16 @@ class MinimalRNNCell(RecurrentCell):
             xp: ``input_projection(x)``, time-major (T, N, G*H).
             state: the initial state (N, H).
             mask: (T, N, 1) bool, True inside each sequence, or None.
+            zoneout: ``(zh, None)``, zoneout's blend weights of ``h`` (T, N, H) in [0, 1]
+                (folded into the coefficients: :func:`zoned_coefficients`), or None.
 
         Returns:
             ``(outputs (T, N, H), final state (N, H))``, those of the step loop.
         """
         log_a, b, _ = self.coefficients(xp)
+        zoneout = check_zoneout(zoneout, xp, state)  # (zh, None) or None: h is the state
+        if zoneout is not None:
+            log_a, b = zoned_coefficients(log_a, b, zoneout[0])
         return linear_scan(log_a, b, state, mask, positive=self.g)
 
     def extra_repr(self) -> str:
@@ -247,4 +277,12 @@ class MinLSTMCell(MinimalRNNCell):
         return log_f - log_sum, i * self.candidate(pre_h), {"f": f, "i": i}
 
 
-__all__ = ["CHUNK", "MinGRUCell", "MinLSTMCell", "MinimalRNNCell", "g", "linear_scan"]
+__all__ = [
+    "CHUNK",
+    "MinGRUCell",
+    "MinLSTMCell",
+    "MinimalRNNCell",
+    "g",
+    "linear_scan",
+    "zoned_coefficients",
+]

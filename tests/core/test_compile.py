@@ -55,7 +55,8 @@ def _op_args(cell: nn.Module, T: int, N: int, masked: bool, save: bool) -> tuple
     params = [spec.weight_hh, *spec.params]
     if not save:  # without the saved buffers there is no backward: nothing requires grad
         params = [None if p is None else p.detach() for p in params]
-    return (spec.kind, list(spec.eps), save, xp, h0, c0, params[0], mask, *params[1:])
+    zoneout = (None, None)  # (tests/core/test_zoneout_kernels.py passes weights)
+    return (spec.kind, list(spec.eps), save, xp, h0, c0, params[0], mask, *params[1:], *zoneout)
 
 
 @pytest.mark.parametrize(

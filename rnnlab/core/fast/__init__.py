@@ -13,6 +13,7 @@ cell and option). What it covers:
 * float32 and float64 CPU tensors, and bfloat16 and float16 ones computed in float32 (the
   input, weights and state cast up for the loop, the outputs cast back);
 * lengths (masking inside the loop) and both directions;
+* zoneout (Krueger et al., 2017; :mod:`rnnlab.core.zoneout`) on ``h`` and the LSTM's ``c``;
 * gradients of every order: the first from the C++ backward, higher orders (and batched
   gradients) by autograd through the cell's math (see :mod:`rnnlab.core.fast.function`).
 
@@ -37,6 +38,7 @@ from rnnlab.core.cells import RecurrentCell
 from rnnlab.core.fast import _build
 from rnnlab.core.fast.function import cell_spec, run
 from rnnlab.core.state import State, map_state
+from rnnlab.core.zoneout import Zoneout, check_zoneout
 
 _DTYPES = (torch.float32, torch.float64)
 #: run in float32 (the weights, input and state cast up, the outputs cast back): a recurrence
@@ -106,6 +108,7 @@ def scan(
     state: State,
     mask: Tensor | None = None,
     source: Tensor | None = None,
+    zoneout: Zoneout | None = None,
 ) -> tuple[Tensor, State]:
     """:func:`rnnlab.core.layers.scan` (without ``keep_states``) on the C++ loop.
 
@@ -117,6 +120,9 @@ def scan(
         source: the input ``xp`` was projected from, (T, N, D), for higher-order gradients
             (double backward, batched gradients), which recompute from it; without it they
             raise.
+        zoneout: ``(zh, zc)``, zoneout's blend weights of ``h`` (T, N, P) and of the LSTM's
+            ``c`` (T, N, H), each in [0, 1] or None, as :func:`rnnlab.core.layers.scan`'s
+            (constants: no gradient flows to them); None: no zoneout.
 
     Returns:
         ``(outputs (T, N, H), final_state)``, equal to the reference's.
@@ -124,6 +130,7 @@ def scan(
     spec = cell_spec(cell)
     if spec is None or not is_available():
         raise ValueError(f"no fast kernel for {type(cell).__name__}; check supports() first")
+    zoneout = check_zoneout(zoneout, xp, state)
     if xp.dtype in _UPCAST:
         low = xp.dtype
         up = partial(map_state, lambda t: t.float())
@@ -132,10 +139,16 @@ def scan(
             weight_hh=spec.weight_hh.float(),
             params=tuple(None if p is None else p.float() for p in spec.params),
         )
+        if zoneout is not None:
+            zoneout = (_float(zoneout[0]), _float(zoneout[1]))
         # (no source: higher-order gradients of a low-precision layer raise, in one line)
-        out, final = run(spec, xp.float(), up(state), mask, None)
+        out, final = run(spec, xp.float(), up(state), mask, None, zoneout)
         return out.to(low), map_state(lambda t: t.to(low), final)
-    return run(spec, xp, state, mask, source)
+    return run(spec, xp, state, mask, source, zoneout)
+
+
+def _float(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.float()
 
 
 __all__ = [

@@ -18,6 +18,9 @@ recomputes the step instead through the cell's own readable math (:func:`rnnlab.
 and differentiates that with autograd, from the tensors the layer keeps anyway (its input, which
 the input projection saves, the initial state and the parameters): no extra memory is held for
 it, and the gradients are the same.
+
+Zoneout (:mod:`rnnlab.core.zoneout`): its blend weights ``(zh, zc)`` travel beside the mask
+through both routes as constants (no gradient), and into the recomputation.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from torch.autograd.function import FunctionCtx
 from rnnlab.core.cells import RecurrentCell
 from rnnlab.core.kernels import Kernel
 from rnnlab.core.state import State
+from rnnlab.core.zoneout import Zoneout
 
 _LSTM_KINDS = (Kernel.LSTM, Kernel.LSTM_NO_FORGET)
 _GRU_KINDS = (Kernel.GRU_AFTER, Kernel.GRU_BEFORE)
@@ -104,7 +108,8 @@ def cell_spec(cell: RecurrentCell) -> CellSpec | None:
 
 
 class _Scan(torch.autograd.Function):
-    """(xp, h0, c0, W_hh, *params) -> (outputs, h_T, c_T, *saved), loop and backward in C++.
+    """(xp, h0, c0, W_hh, *params) -> (outputs, h_T, c_T, *saved), loop and backward in C++;
+    the mask and zoneout's weights are constants beside them.
 
     In torch.func's form (``setup_context``), so that ``torch.func.grad``, ``vjp`` and
     ``functional_call`` run through it; the kernel's buffers for the backward are extra
@@ -115,6 +120,7 @@ class _Scan(torch.autograd.Function):
     def forward(
         spec: CellSpec,
         mask: Tensor | None,
+        zoneout: Zoneout,
         save: bool,
         source: Tensor | None,
         xp: Tensor,
@@ -125,8 +131,9 @@ class _Scan(torch.autograd.Function):
     ) -> tuple[Tensor | None, ...]:
         kind = spec.kind
         res = torch.ops.rnnlab_fast.forward(
-            kind, xp, h0, c0, weight_hh, _kernel_params(params), list(spec.eps), mask, save
-        )
+            kind, xp, h0, c0, weight_hh, _kernel_params(params), list(spec.eps), mask, save,
+            *zoneout,
+        )  # fmt: skip
         lstm = kind in _LSTM_KINDS
         saved = list(res[3 if lstm else 2 :]) if save else []
         if saved and saved[0] is not None and saved[0].data_ptr() == res[0].data_ptr():
@@ -135,13 +142,13 @@ class _Scan(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: FunctionCtx, inputs: tuple, output: tuple) -> None:
-        spec, mask, save, source, _xp, h0, c0, weight_hh, *params = inputs
+        spec, mask, zoneout, save, source, _xp, h0, c0, weight_hh, *params = inputs
         saved = list(output[3:])
         ctx.set_materialize_grads(False)
         if not save:
             return
         ctx.mark_non_differentiable(*[t for t in saved if t is not None])
-        ctx.spec, ctx.mask, ctx.n_saved = spec, mask, len(saved)
+        ctx.spec, ctx.mask, ctx.zoneout, ctx.n_saved = spec, mask, zoneout, len(saved)
         if saved[0] is None:  # the per-step states are the outputs
             saved[0] = output[0]
         # source: the layer's input, which its input projection saves anyway; kept for the
@@ -165,17 +172,17 @@ class _Scan(torch.autograd.Function):
             # create_graph=True, or vmap over the backward (batched gradients): differentiate
             # the cell's own math instead of the first-order kernel
             dxp, dh0, dc0, dw, *dparams = _recomputed_grads(
-                spec, source, ctx.mask, h0, c0, weight_hh, params, grads_in
+                spec, source, ctx.mask, ctx.zoneout, h0, c0, weight_hh, params, grads_in
             )
-            return (None, None, None, None, dxp, dh0, dc0, dw, *dparams)
+            return (None, None, None, None, None, dxp, dh0, dc0, dw, *dparams)
         # Saved slots a configuration does not use come back as None; the kernel never reads them.
         saved = [s if s is not None else h0.new_empty(0) for s in saved]
         grads = torch.ops.rnnlab_fast.backward(
             spec.kind, saved, h0, c0, weight_hh, _kernel_params(params), list(spec.eps), ctx.mask,
-            grad_out, grad_h, grad_c,
+            grad_out, grad_h, grad_c, *ctx.zoneout,
         )  # fmt: skip
         dxp, dh0, dc0, dw, *dparams = _kernel_grads(spec.kind, grads, params)
-        return (None, None, None, None, dxp, dh0, dc0, dw, *dparams)
+        return (None, None, None, None, None, dxp, dh0, dc0, dw, *dparams)
 
 
 def _kernel_params(params: Sequence[Tensor | None]) -> list[Tensor | None]:
@@ -212,6 +219,7 @@ def _recomputed_grads(
     spec: CellSpec,
     source: Tensor | None,
     mask8: Tensor | None,
+    zoneout: Zoneout,
     h0: Tensor,
     c0: Tensor | None,
     weight_hh: Tensor,
@@ -233,7 +241,7 @@ def _recomputed_grads(
     with torch.enable_grad():
         xp = cell.input_projection(source)
         mask = None if mask8 is None else mask8.bool().unsqueeze(-1)
-        out, final, _ = scan(cell, xp, (h0, c0) if lstm else h0, mask)
+        out, final, _ = scan(cell, xp, (h0, c0) if lstm else h0, mask, zoneout=zoneout)
         h_T, c_T = final if lstm else (final, None)
         pairs = [(o, g) for o, g in zip((out, h_T, c_T), grads) if g is not None and o is not None]
         # the slots' tensors as the cell uses them (MUT1-3's gains: the groups' own gains)
@@ -296,16 +304,23 @@ def scan_op(
     g_c: Tensor | None,
     b_c: Tensor | None,
     w_hr: Tensor | None,
+    zh: Tensor | None,
+    zc: Tensor | None,
 ) -> list[Tensor]:
     """``[outputs, h_T, c_T, *saved]``: one direction of a fused cell over time.
 
     ``c_T`` is an empty tensor for cells without a cell state; ``saved`` (only with ``save``)
     are the kernel's buffers for the backward, an empty tensor in the slots a configuration
     does not use (and in the first slot, the per-step states, when they are the outputs).
+    ``zh``, ``zc``: zoneout's blend weights (constants), or None. (No defaults: the
+    dispatcher drops arguments equal to their default, and the autograd formula would then
+    return one gradient too many.)
     """
     params = _kernel_params([b_hh, g_hh, g_hn, p_i, p_f, p_o, g_c, b_c, w_hr])
     res = list(
-        torch.ops.rnnlab_fast.forward(kind, xp, h0, c0, weight_hh, params, list(eps), mask, save)
+        torch.ops.rnnlab_fast.forward(
+            kind, xp, h0, c0, weight_hh, params, list(eps), mask, save, zh, zc
+        )
     )
     lstm = kind in _LSTM_KINDS
     head = [res[0], res[1], res[2] if lstm else xp.new_empty(0)]
@@ -325,6 +340,7 @@ def scan_op(
 def _saved_layout(
     kind: int,
     masked: bool,
+    zoned: tuple[bool, bool],
     xp: Tensor,
     h0: Tensor,
     c0: Tensor | None,
@@ -335,7 +351,7 @@ def _saved_layout(
     an unused (empty) slot, found once per configuration by running the kernel on one step of
     one sequence (so the fake implementation can never disagree with the kernel)."""
     key = (
-        kind, masked, xp.dtype, int(xp.shape[-1]), int(h0.shape[-1]),
+        kind, masked, zoned, xp.dtype, int(xp.shape[-1]), int(h0.shape[-1]),
         None if c0 is None else int(c0.shape[-1]),
         tuple(int(s) for s in weight_hh.shape),
         tuple(None if p is None else tuple(int(s) for s in p.shape) for p in params),
@@ -352,10 +368,13 @@ def _saved_layout(
             G, P = int(xp.shape[-1]), int(h0.shape[-1])
             c1 = None if c0 is None else torch.zeros(1, int(c0.shape[-1]), dtype=xp.dtype)
             mask = torch.ones(1, 1, dtype=torch.uint8) if masked else None
+            sizes = (P, None if c0 is None else int(c0.shape[-1]))
+            zh, zc = (torch.zeros(1, 1, n, dtype=xp.dtype) if z else None
+                      for z, n in zip(zoned, sizes))  # fmt: skip
             out = scan_op(
                 kind, [_DEFAULT_EPS] * 3, True, torch.zeros(1, 1, G, dtype=xp.dtype),
                 torch.zeros(1, P, dtype=xp.dtype), c1, real(weight_hh), mask,
-                *(real(p) for p in params),
+                *(real(p) for p in params), zh, zc,
             )  # fmt: skip
         layout = [None if s.numel() == 0 else tuple(s.shape[2:]) for s in out[3:]]
         _LAYOUTS[key] = layout
@@ -384,6 +403,8 @@ def _scan_fake(
     g_c: Tensor | None,
     b_c: Tensor | None,
     w_hr: Tensor | None,
+    zh: Tensor | None,
+    zc: Tensor | None,
 ) -> list[Tensor]:
     params = [b_hh, g_hh, g_hn, p_i, p_f, p_o, g_c, b_c, w_hr]
     T, N = xp.shape[0], xp.shape[1]
@@ -395,7 +416,8 @@ def _scan_fake(
     ]
     if not save:
         return head
-    layout = _saved_layout(kind, mask is not None, xp, h0, c0, weight_hh, params)
+    zoned = (zh is not None, zc is not None)
+    layout = _saved_layout(kind, mask is not None, zoned, xp, h0, c0, weight_hh, params)
     return head + [xp.new_empty(0) if s is None else xp.new_empty(T, N, *s) for s in layout]
 
 
@@ -413,12 +435,14 @@ def scan_backward_op(
     grad_out: Tensor | None,
     grad_h: Tensor | None,
     grad_c: Tensor | None,
+    zh: Tensor | None,
+    zc: Tensor | None,
 ) -> list[Tensor]:
     """``[dxp, dh0, dc0, dW_hh, *d(params)]`` of :func:`scan_op` (``width``: the projected
     inputs' last size); an empty tensor for each absent input (c0, a parameter)."""
     grads = torch.ops.rnnlab_fast.backward(
         kind, list(saved), h0, c0, weight_hh, _kernel_params(params), list(eps), mask,
-        grad_out, grad_h, grad_c,
+        grad_out, grad_h, grad_c, zh, zc,
     )  # fmt: skip
     found = _kernel_grads(kind, grads, params)
     like = [None, h0, c0, weight_hh, *params]  # dxp is always there
@@ -443,6 +467,8 @@ def _scan_backward_fake(
     grad_out: Tensor | None,
     grad_h: Tensor | None,
     grad_c: Tensor | None,
+    zh: Tensor | None,
+    zc: Tensor | None,
 ) -> list[Tensor]:
     T, N = saved[0].shape[0], saved[0].shape[1]  # the per-step states
     dxp = h0.new_empty(T, N, width)
@@ -451,7 +477,7 @@ def _scan_backward_fake(
 
 
 def _scan_setup(ctx: FunctionCtx, inputs: tuple, output: list[Tensor]) -> None:
-    kind, eps, _save, xp, h0, c0, weight_hh, mask, *params = inputs
+    kind, eps, _save, xp, h0, c0, weight_hh, mask, *params, zh, zc = inputs
     ctx.kind, ctx.eps, ctx.width, ctx.has_c0 = kind, list(eps), xp.shape[-1], c0 is not None
     ctx.n_params = [p is not None for p in params]
     # no zero gradients for the saved buffers (outputs of the operator, never used downstream)
@@ -460,23 +486,26 @@ def _scan_setup(ctx: FunctionCtx, inputs: tuple, output: list[Tensor]) -> None:
     if saved and saved[0].numel() == 0:
         saved[0] = output[0]  # the per-step states are the outputs
     ctx.n_saved = len(saved)
-    ctx.save_for_backward(*saved, h0, c0, weight_hh, mask, *params)
+    ctx.save_for_backward(*saved, h0, c0, weight_hh, mask, zh, zc, *params)
 
 
 def _scan_backward(ctx: FunctionCtx, grads: list[Tensor | None]) -> tuple:
     tensors = ctx.saved_tensors
     saved = list(tensors[: ctx.n_saved])
-    h0, c0, weight_hh, mask, *params = tensors[ctx.n_saved :]
+    h0, c0, weight_hh, mask, zh, zc, *params = tensors[ctx.n_saved :]
     if not saved:
         raise RuntimeError("rnnlab::scan ran without save=True, so it has no backward")
     lstm = ctx.kind in _LSTM_KINDS
     g_out, g_h, g_c = grads[0], grads[1], grads[2] if lstm else None
     d = scan_backward_op(
-        ctx.kind, ctx.width, ctx.eps, saved, h0, c0, weight_hh, mask, params, g_out, g_h, g_c
-    )
+        ctx.kind, ctx.width, ctx.eps, saved, h0, c0, weight_hh, mask, params, g_out, g_h, g_c,
+        zh, zc,
+    )  # fmt: skip
     dxp, dh0, dc0, dw, *dparams = d
     dparams = [g if present else None for g, present in zip(dparams, ctx.n_params)]
-    return (None, None, None, dxp, dh0, dc0 if ctx.has_c0 else None, dw, None, *dparams)
+    # (zoneout's weights are constants: no gradient)
+    return (None, None, None, dxp, dh0, dc0 if ctx.has_c0 else None, dw, None, *dparams,
+            None, None)  # fmt: skip
 
 
 scan_op.register_autograd(_scan_backward, setup_context=_scan_setup)
@@ -491,7 +520,12 @@ def _traced() -> bool:
 
 
 def run(
-    spec: CellSpec, xp: Tensor, state: State, mask: Tensor | None, source: Tensor | None = None
+    spec: CellSpec,
+    xp: Tensor,
+    state: State,
+    mask: Tensor | None,
+    source: Tensor | None = None,
+    zoneout: Zoneout | None = None,
 ) -> tuple[Tensor, State]:
     """One direction over time, as :func:`rnnlab.core.layers.scan` without ``keep_states``.
 
@@ -499,6 +533,7 @@ def run(
         xp: (T, N, G*H) projected inputs; state: (N, H) or (h, c); mask: (T, N, 1) bool or None.
         source: the cell's input that ``xp`` was projected from ((T, N, D); the higher-order
             gradients recompute from it), or None.
+        zoneout: ``(zh, zc)`` as checked by :func:`rnnlab.core.zoneout.check_zoneout`, or None.
     Returns:
         ``(outputs (T, N, H), final state)``.
     """
@@ -507,10 +542,11 @@ def run(
     mask8 = None if mask is None else mask.reshape(mask.shape[0], mask.shape[1]).to(torch.uint8)
     tensors = (xp, h0, c0, spec.weight_hh, *spec.params)
     save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    zones = (None, None) if zoneout is None else zoneout
     if _traced():
         res = scan_op(spec.kind, list(spec.eps), save, xp, h0, c0, spec.weight_hh, mask8,
-                      *spec.params)  # fmt: skip
+                      *spec.params, *zones)  # fmt: skip
         out, h_T, c_T = res[0], res[1], res[2]
     else:
-        out, h_T, c_T = _Scan.apply(spec, mask8, save, source, *tensors)[:3]
+        out, h_T, c_T = _Scan.apply(spec, mask8, zones, save, source, *tensors)[:3]
     return out, ((h_T, c_T) if lstm else h_T)

@@ -20,6 +20,7 @@ void gru_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, const
   const auto opts = xp.options();
   const bool masked = mask.defined(), ln = p.g_hh.defined(), before = p.kind == kGruBefore;
   const bool pingpong = masked && !save;
+  const T* zh = ptr_or_null<T>(p.zh);
   const int64_t S = save ? T_ : 1;  // slots of the per-step buffers
   Tensor out = at::empty({T_, N, H}, opts);
   Tensor seq = masked ? buffer({pingpong ? 2 : T_, N, H}, opts) : out;
@@ -107,6 +108,7 @@ void gru_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, const
           st(nn + z * (ld(hpn, j, c) - nn), hn, j, c);
         });
       }
+      if (zh) zone_row<T>(hn, hpn, zh + (t * N + n) * H, H, nullptr);
       if (masked) std::copy(hn, hn + H, on);
     });
   }
@@ -139,6 +141,8 @@ void gru_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
   Tensor dh = grad_h.defined() ? grad_h.clone() : at::zeros({N, H}, opts);
   Tensor dprev = at::empty({N, H}, opts);
   Tensor drh = before ? at::empty({N, H}, opts) : Tensor();
+  const T* zh = ptr_or_null<T>(p.zh);
+  Tensor dcand = zh ? at::empty({N, H}, opts) : Tensor();  // scratch: the step's share of dh_t
   const uint8_t* mk = masked ? mask.data_ptr<uint8_t>() : nullptr;
   const Vec<T> one(T(1));
   auto valid = [&](int64_t t, int64_t n) { return !masked || mk[t * N + n]; };
@@ -165,6 +169,12 @@ void gru_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
         }
         const T *gon = go ? go + n * H : nullptr, *hpn = hp + n * H, *gn = gt + n * GH;
         const T* an = ax + n * H;
+        const T* kn = zh ? zh + (t * N + n) * H : nullptr;
+        if (kn) {  // the step's share (1 - k) dh_t, in place of dh_t and the output's gradient
+          zone_split<T>(dcn, gon, kn, H, dcand.data_ptr<T>() + n * H);
+          dcn = dcand.data_ptr<T>() + n * H;
+          gon = nullptr;
+        }
         vloop<T>(H, [&](int64_t j, int64_t c) {
           Vec<T> g = ld(dcn, j, c);
           if (gon) g = g + ld(gon, j, c);
@@ -184,6 +194,7 @@ void gru_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
             st(dan_n * r, drn + 2 * H, j, c);
           }
         });
+        if (kn) zone_carry<T>(dc + n * H, go ? go + n * H : nullptr, kn, H, dpn);
         if (ln && before) {
           ln_row_backward<T>(drn + 2 * H, xhat2.data_ptr<T>() + (t * N + n) * H,
                              rstd2.data_ptr<T>()[t * N + n], H, p.g_hn.data_ptr<T>(), mine<T>(dg2),

@@ -12,6 +12,12 @@
 // c (N, H), weight_hh (G*H, P) and w_hr (P, H). Past a sequence's end the state is frozen
 // and the output is zero, exactly as rnnlab.layers.scan does.
 //
+// Zoneout (Krueger et al. 2017; rnnlab/core/zoneout.py): with blend weights zh (T, N, P) (and
+// the LSTM's zc (T, N, H)) each step's own result s~_t is blended with the previous state,
+// s_t = z s_{t-1} + (1 - z) s~_t, after the step and before the length mask; backward, the
+// gradient of s_t splits into (1 - z) ds_t for s~_t and z ds_t for s_{t-1}. Without weights
+// every kernel runs exactly as before (one test of a pointer per row).
+//
 // The readable reference is rnnlab/cells.py; tests/test_fast.py checks every kernel against it.
 #pragma once
 
@@ -46,6 +52,7 @@ struct Params {
   Tensor g_c, b_c;       // LSTM layer norm on c_t (H,)
   Tensor w_hr;           // LSTM projection (P, H): h_t = W_hr m_t; w_hh is then (G*H, P)
   double eps_hh, eps_hn, eps_c;
+  Tensor zh, zc;  // zoneout's blend weights of h (T, N, P) and of the LSTM's c (T, N, H)
 };
 
 inline Tensor value_or_undefined(const OptTensor& t) {
@@ -151,6 +158,41 @@ inline void ln_row_backward(const T* dy, const T* xhat, T rstd, int64_t n, const
   vloop<T>(n, [&](int64_t j, int64_t c) {
     const Vec<T> d = ld(dy, j, c) * ld(gain, j, c);
     st(vr * (d - m1 - ld(xhat, j, c) * m2), dx, j, c);
+  });
+}
+
+// Zoneout on one row of a step: s <- k s_prev + (1 - k) s, the step's own result s~ first
+// copied to `cand` where the backward needs it (else cand is null). In this form a weight of
+// exactly 0 leaves s~ and exactly 1 gives s_prev, bit for bit.
+template <typename T>
+inline void zone_row(T* s, const T* prev, const T* k, int64_t n, T* cand) {
+  const Vec<T> one(T(1));
+  vloop<T>(n, [&](int64_t j, int64_t c) {
+    const Vec<T> v = ld(s, j, c), kv = ld(k, j, c);
+    if (cand) st(v, cand, j, c);
+    st(kv * ld(prev, j, c) + (one - kv) * v, s, j, c);
+  });
+}
+
+// Zoneout's backward, the step's share: cand <- (1 - k) g, with g = d (+ go) the gradient of
+// the zoned s_t (go, the output's gradient, may be null).
+template <typename T>
+inline void zone_split(const T* d, const T* go, const T* k, int64_t n, T* cand) {
+  const Vec<T> one(T(1));
+  vloop<T>(n, [&](int64_t j, int64_t c) {
+    Vec<T> g = ld(d, j, c);
+    if (go) g = g + ld(go, j, c);
+    st((one - ld(k, j, c)) * g, cand, j, c);
+  });
+}
+
+// Zoneout's backward, the previous state's share: prev += k g (g as in zone_split).
+template <typename T>
+inline void zone_carry(const T* d, const T* go, const T* k, int64_t n, T* prev) {
+  vloop<T>(n, [&](int64_t j, int64_t c) {
+    Vec<T> g = ld(d, j, c);
+    if (go) g = g + ld(go, j, c);
+    st(ld(prev, j, c) + ld(k, j, c) * g, prev, j, c);
   });
 }
 

@@ -11,6 +11,8 @@
 // their nonlinearity; for layer norm xhat and rstd of the recurrent pre-activations, and the
 // mean and rstd of c_t. tanh(LN_c(c_t)) is recomputed in backward (one exp per element) rather
 // than kept, which saves a (T, N, H) buffer; so is m_t with a projection (for dW_hr).
+// Zoneout on c (zc) keeps the cell's own c~_t too (ctil), which the backward reads where it
+// reads c_t without zoneout; zoneout on h needs nothing more (h~_t is recomputed from o, c~_t).
 #include "kernels.h"
 
 namespace rnnlab_fast {
@@ -32,6 +34,7 @@ void lstm_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, cons
   const bool forget = p.kind == kLstm, peep = p.p_i.defined(), proj = p.w_hr.defined();
   const Offsets off(forget, H);
   const int64_t S = save ? T_ : 1;
+  const T *zh = ptr_or_null<T>(p.zh), *zc = ptr_or_null<T>(p.zc);
   const bool pingpong = !save;  // c states: all of them, or two slots
   const bool hping = masked && !save;
   Tensor out = at::empty({T_, N, P}, opts);
@@ -43,6 +46,7 @@ void lstm_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, cons
   Tensor rstd = save && ln ? at::empty({T_, N}, opts) : Tensor();
   Tensor meanc = lnc ? at::empty({S, N}, opts) : Tensor();
   Tensor rstdc = lnc ? at::empty({S, N}, opts) : Tensor();
+  Tensor ctil = save && zc ? buffer({T_, N, H}, opts) : Tensor();  // c~_t under zoneout on c
   Tensor R = at::empty({N, GH}, opts);
   Tensor m = proj ? at::empty({N, H}, opts) : Tensor();  // scratch: m_t, projected into h_t
   const uint8_t* mk = masked ? mask.data_ptr<uint8_t>() : nullptr;
@@ -127,16 +131,22 @@ void lstm_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, cons
           st(og * tanh_(ld(tcn, j, c)), mn, j, c);
         });
       }
+      if (zc) {
+        T* keep = save ? ctil.data_ptr<T>() + (t * N + n) * H : nullptr;
+        zone_row<T>(cn, cpn, zc + (t * N + n) * H, H, keep);
+      }
+      if (zh && !proj) zone_row<T>(hn, hpn, zh + (t * N + n) * P, P, nullptr);
       if (masked && !proj) std::copy(hn, hn + H, on);
     });
     if (proj) {
       Tensor h_t = seq.select(0, hping ? t % 2 : t);
       at::mm_out(h_t, m, p.w_hr.t());  // h_t = m_t W_hr^T (N, P)
-      if (masked) {  // frozen rows keep h_{t-1} and output zeros; the others output h_t
+      if (masked || zh) {  // frozen rows keep h_{t-1} and output zeros; the others output h_t
         for_rows(N, P, [&](int64_t n) {
           T *hn = hs + n * P, *on = o + n * P;
-          if (mk[t * N + n]) {
-            std::copy(hn, hn + P, on);
+          if (!masked || mk[t * N + n]) {
+            if (zh) zone_row<T>(hn, hp + n * P, zh + (t * N + n) * P, P, nullptr);
+            if (masked) std::copy(hn, hn + P, on);
           } else {
             std::copy(hp + n * P, hp + (n + 1) * P, hn);
             std::fill(on, on + P, T(0));
@@ -147,7 +157,7 @@ void lstm_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, cons
   }
   Tensor hT = seq[hping ? (T_ - 1) % 2 : T_ - 1].clone();
   Tensor cT = cs[pingpong ? (T_ - 1) % 2 : T_ - 1].clone();
-  res = {out, hT, cT, seq, cs, gates, xhat, rstd, meanc, rstdc};
+  res = {out, hT, cT, seq, cs, gates, xhat, rstd, meanc, rstdc, ctil};
 }
 
 template <typename T>
@@ -156,6 +166,7 @@ void lstm_backward_impl(const Params& p, const std::vector<Tensor>& saved, const
                         const Tensor& grad_c, const Tensor& mask, std::vector<Tensor>& res) {
   const Tensor &seq = saved[0], &cs = saved[1], &gates = saved[2];
   const Tensor &xhat = saved[3], &rstd = saved[4], &meanc = saved[5], &rstdc = saved[6];
+  const Tensor& ctil = saved[7];
   // P: the size of h, H that of c (equal without a projection)
   const int64_t T_ = seq.size(0), N = seq.size(1), P = seq.size(2), H = cs.size(2);
   const int64_t GH = gates.size(2);
@@ -182,16 +193,23 @@ void lstm_backward_impl(const Params& p, const std::vector<Tensor>& saved, const
   Tensor dh = grad_h.defined() ? grad_h.clone() : at::zeros({N, P}, opts);
   Tensor dc = grad_c.defined() ? grad_c.clone() : at::zeros({N, H}, opts);
   Tensor dph = at::empty({N, P}, opts), dpc = at::empty({N, H}, opts);
+  const T *zh = ptr_or_null<T>(p.zh), *zc = ptr_or_null<T>(p.zc);
+  // Under zoneout dh_{t-1} starts from the direct share z dh_t: dR W_hh is added to it.
+  const bool accumulate = masked || zh;
+  // scratch: the step's shares (1 - z) of dh_t (with a projection: dHt itself) and dc_t
+  Tensor dhcand = zh && !proj ? at::empty({N, P}, opts) : Tensor();
+  Tensor dccand = zc ? at::empty({N, H}, opts) : Tensor();
   const uint8_t* mk = masked ? mask.data_ptr<uint8_t>() : nullptr;
   const T *pi = ptr_or_null<T>(p.p_i), *pf = ptr_or_null<T>(p.p_f), *po = ptr_or_null<T>(p.p_o);
   const T *gc = ptr_or_null<T>(p.g_c), *bc = ptr_or_null<T>(p.b_c);
   const Vec<T> one(T(1));
+  const Tensor& cstep = p.zc.defined() ? ctil : cs;  // the cell's own c~_t of every step
 
   for (int64_t e = T_; e > 0;) {
     const int64_t s = std::max<int64_t>(0, e - K), base = ln ? s : 0;
     for (int64_t t = e - 1; t >= s; --t) {
       const T* cp = t == 0 ? c0.data_ptr<T>() : cs.data_ptr<T>() + (t - 1) * N * H;
-      const T* cc = cs.data_ptr<T>() + t * N * H;
+      const T* cc = cstep.data_ptr<T>() + t * N * H;
       const T* go = grad_out.defined() ? grad_out.data_ptr<T>() + t * N * P : nullptr;
       const T* gt = gates.data_ptr<T>() + t * N * GH;
       const T *dhp = dh.data_ptr<T>(), *dcp = dc.data_ptr<T>();
@@ -200,21 +218,32 @@ void lstm_backward_impl(const Params& p, const std::vector<Tensor>& saved, const
       T* dr = dR.data_ptr<T>() + (t - base) * N * GH;
       T* dht = proj ? dHt.data_ptr<T>() + (t - s) * N * P : nullptr;
       T* mt = proj ? Mt.data_ptr<T>() + (t - s) * N * H : nullptr;
-      if (proj) {  // dh_t in full (zero on frozen rows), then through the projection: dm_t
+      if (proj || zh) {
+        // dh_t in full (zero on frozen rows), then through the projection: dm_t. Under zoneout
+        // on h: its share (1 - z) dh_t (into dHt, or a scratch without projection), and the
+        // direct share z dh_t starts dh_{t-1}.
         for_rows(N, P, [&](int64_t n) {
-          T* dhtn = dht + n * P;
           if (masked && !mk[t * N + n]) {
-            std::fill(dhtn, dhtn + P, T(0));
+            if (proj) std::fill(dht + n * P, dht + (n + 1) * P, T(0));
             return;
           }
           const T *dhn = dhp + n * P, *gon = go ? go + n * P : nullptr;
+          T* dst = proj ? dht + n * P : dhcand.data_ptr<T>() + n * P;
+          if (zh) {
+            const T* kn = zh + (t * N + n) * P;
+            T* dphn = dphp + n * P;
+            zone_split<T>(dhn, gon, kn, P, dst);
+            std::fill(dphn, dphn + P, T(0));
+            zone_carry<T>(dhn, gon, kn, P, dphn);
+            return;
+          }
           vloop<T>(P, [&](int64_t j, int64_t c) {
             Vec<T> gh = ld(dhn, j, c);
             if (gon) gh = gh + ld(gon, j, c);
-            st(gh, dhtn, j, c);
+            st(gh, dst, j, c);
           });
         });
-        at::mm_out(dm, dHt.select(0, t - s), p.w_hr);
+        if (proj) at::mm_out(dm, dHt.select(0, t - s), p.w_hr);
       }
       for_rows(N, GH, [&](int64_t n) {
         T *dan = da + n * GH, *dphn = dphp + n * P, *dpcn = dpcp + n * H;
@@ -228,10 +257,16 @@ void lstm_backward_impl(const Params& p, const std::vector<Tensor>& saved, const
           std::copy(dcn, dcn + H, dpcn);
           return;
         }
-        if (masked) std::fill(dphn, dphn + P, T(0));  // dR W_hh is added after the rows
-        // the gradient of the cell's output o tanh(LN_c(c_t)): dh_t (+ the output's), or dm_t
-        const T *gon = go && !proj ? go + n * P : nullptr, *gn = gt + n * GH;
-        const T* dmn = proj ? dm.data_ptr<T>() + n * H : dhn;
+        if (masked && !zh) std::fill(dphn, dphn + P, T(0));  // dR W_hh is added after the rows
+        // the gradient of the cell's output o tanh(LN_c(c_t)): dh_t (+ the output's), or dm_t;
+        // under zoneout on h the step's share of them
+        const T *gon = go && !proj && !zh ? go + n * P : nullptr, *gn = gt + n * GH;
+        const T* dmn = proj ? dm.data_ptr<T>() + n * H : (zh ? dhcand.data_ptr<T>() + n * P : dhn);
+        const T* kcn = zc ? zc + (t * N + n) * H : nullptr;
+        if (kcn) {  // the step's share (1 - z) dc_t, in place of dc_t
+          zone_split<T>(dcn, nullptr, kcn, H, dccand.data_ptr<T>() + n * H);
+          dcn = dccand.data_ptr<T>() + n * H;
+        }
         const T *cpn = cp + n * H, *ccn = cc + n * H;
         T* chn = lnc ? chat.data_ptr<T>() + n * H : nullptr;
         const Vec<T> vm(lnc ? meanc.data_ptr<T>()[t * N + n] : T(0));
@@ -287,13 +322,14 @@ void lstm_backward_impl(const Params& p, const std::vector<Tensor>& saved, const
           }
           st(dcprev, dpcn, j, c);
         });
+        if (kcn) zone_carry<T>(dcp + n * H, nullptr, kcn, H, dpcn);
         if (ln) {
           ln_row_backward<T>(dan, xhat.data_ptr<T>() + (t * N + n) * GH,
                              rstd.data_ptr<T>()[t * N + n], GH, p.g_hh.data_ptr<T>(), mine<T>(dg),
                              mine<T>(db), dr + n * GH);
         }
       });
-      if (masked) {
+      if (accumulate) {
         dph.addmm_(dR.select(0, t - base), p.w_hh);
       } else {
         at::mm_out(dph, dR.select(0, t - base), p.w_hh);

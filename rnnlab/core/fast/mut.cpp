@@ -45,6 +45,7 @@ void mut_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, const
   const bool mut1 = p.kind == kMut1, mut3 = p.kind == kMut3;
   const Layout L = layout_of(p.kind, H);
   const bool pingpong = masked && !save;
+  const T* zh = ptr_or_null<T>(p.zh);
   const int64_t S = save ? T_ : 1;  // slots of the per-step buffers
   Tensor out = at::empty({T_, N, H}, opts);
   Tensor seq = masked ? buffer({pingpong ? 2 : T_, N, H}, opts) : out;
@@ -138,6 +139,7 @@ void mut_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, const
         st(nn, gn + 2 * H, j, c);
         st(hv + ld(gn, j, c) * (nn - hv), hn, j, c);
       });
+      if (zh) zone_row<T>(hn, hpn, zh + (t * N + n) * H, H, nullptr);
       if (masked) std::copy(hn, hn + H, on);
     });
   }
@@ -169,6 +171,8 @@ void mut_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
   Tensor dh = grad_h.defined() ? grad_h.clone() : at::zeros({N, H}, opts);
   Tensor dprev = at::empty({N, H}, opts), drh = at::empty({N, H}, opts);
   Tensor dth = mut3 ? at::empty({N, H}, opts) : Tensor();
+  const T* zh = ptr_or_null<T>(p.zh);
+  Tensor dcand = zh ? at::empty({N, H}, opts) : Tensor();  // scratch: the step's share of dh_t
   Tensor Wn = p.w_hh.narrow(0, L.ncol, H);
   Tensor Wg[2];  // the gate groups' rows of weight_hh
   for (int64_t k = 0; k < L.groups; ++k) Wg[k] = p.w_hh.narrow(0, lo[k], width[k]);
@@ -206,6 +210,12 @@ void mut_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
         }
         const T *gon = go ? go + n * H : nullptr, *hpn = hp + n * H, *gn = gt + n * GH;
         const T* exn = ex ? ex + n * H : nullptr;
+        const T* kn = zh ? zh + (t * N + n) * H : nullptr;
+        if (kn) {  // the step's share (1 - k) dh_t, in place of dh_t and the output's gradient
+          zone_split<T>(dcn, gon, kn, H, dcand.data_ptr<T>() + n * H);
+          dcn = dcand.data_ptr<T>() + n * H;
+          gon = nullptr;
+        }
         vloop<T>(H, [&](int64_t j, int64_t c) {
           Vec<T> g = ld(dcn, j, c);
           if (gon) g = g + ld(gon, j, c);
@@ -223,6 +233,7 @@ void mut_backward_impl(const Params& p, const std::vector<Tensor>& saved, const 
           }
           st(g * (one - z), dpn, j, c);
         });
+        if (kn) zone_carry<T>(dc + n * H, go ? go + n * H : nullptr, kn, H, dpn);
         if (ln) norm_back(2, t, n, drn);
       });
       // Through the candidate's GEMM to r * h_{t-1}, then to r and h_{t-1}.

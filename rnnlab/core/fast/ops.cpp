@@ -41,17 +41,34 @@ Tensor mask_or_undefined(const std::optional<Tensor>& mask) {
   return mask->contiguous();
 }
 
+// Zoneout's blend weights of one part of the state, (T, N, size) of the weights' dtype.
+Tensor zoneout_or_undefined(const std::optional<Tensor>& z, const char* name, int64_t T,
+                            int64_t N, int64_t size, const Tensor& w_hh) {
+  if (!z.has_value()) return Tensor();
+  TORCH_CHECK(z->dim() == 3 && z->size(0) == T && z->size(1) == N && z->size(2) == size,
+              "rnnlab_fast: expected ", name, " (T, N, size) = (", T, ", ", N, ", ", size,
+              "), got ", z->sizes());
+  TORCH_CHECK(z->scalar_type() == w_hh.scalar_type(), "rnnlab_fast: ", name,
+              "'s dtype differs from the weights'");
+  return z->contiguous();
+}
+
 std::vector<Tensor> forward(int64_t kind, const Tensor& xp, const Tensor& h0,
                             const std::optional<Tensor>& c0, const Tensor& w_hh,
                             const OptList& params, at::ArrayRef<double> eps,
-                            const std::optional<Tensor>& mask, bool save) {
+                            const std::optional<Tensor>& mask, bool save,
+                            const std::optional<Tensor>& zh, const std::optional<Tensor>& zc) {
   TORCH_CHECK(xp.device().is_cpu(), "rnnlab_fast runs on CPU tensors only");
   TORCH_CHECK(xp.dim() == 3 && h0.dim() == 2 && xp.size(0) > 0 && xp.size(1) > 0,
               "rnnlab_fast: expected xp (T, N, G*H) and h0 (N, H)");
   TORCH_CHECK(xp.scalar_type() == w_hh.scalar_type() && h0.scalar_type() == w_hh.scalar_type(),
               "rnnlab_fast: input, state and weight dtypes differ");
-  const Params p = make_params(kind, w_hh, params, eps);
+  Params p = make_params(kind, w_hh, params, eps);
   const Tensor x = xp.contiguous(), h = h0.contiguous(), m = mask_or_undefined(mask);
+  const int64_t T_ = xp.size(0), N = xp.size(1);
+  p.zh = zoneout_or_undefined(zh, "zh", T_, N, h0.size(1), w_hh);
+  TORCH_CHECK(!zc.has_value() || is_lstm(kind), "rnnlab_fast: zc zones the LSTM's c alone");
+  p.zc = zoneout_or_undefined(zc, "zc", T_, N, c0.has_value() ? c0->size(1) : 0, w_hh);
   if (is_lstm(kind)) {
     TORCH_CHECK(c0.has_value(), "rnnlab_fast: the LSTM needs c0");
     const int64_t P = h0.size(1), H = c0->size(1);  // P == H without a projection
@@ -71,8 +88,14 @@ std::vector<Tensor> backward(int64_t kind, const std::vector<Tensor>& saved, con
                              const std::optional<Tensor>& mask,
                              const std::optional<Tensor>& grad_out,
                              const std::optional<Tensor>& grad_h,
-                             const std::optional<Tensor>& grad_c) {
-  const Params p = make_params(kind, w_hh, params, eps);
+                             const std::optional<Tensor>& grad_c,
+                             const std::optional<Tensor>& zh, const std::optional<Tensor>& zc) {
+  Params p = make_params(kind, w_hh, params, eps);
+  TORCH_CHECK(!saved.empty() && saved[0].dim() == 3, "rnnlab_fast: expected the saved states");
+  const int64_t T_ = saved[0].size(0), N = saved[0].size(1);
+  p.zh = zoneout_or_undefined(zh, "zh", T_, N, h0.size(1), w_hh);
+  TORCH_CHECK(!zc.has_value() || is_lstm(kind), "rnnlab_fast: zc zones the LSTM's c alone");
+  p.zc = zoneout_or_undefined(zc, "zc", T_, N, c0.has_value() ? c0->size(1) : 0, w_hh);
   // Python passes empty tensors for the saved slots a configuration does not use.
   std::vector<Tensor> sv;
   for (const Tensor& s : saved) sv.push_back(s.numel() == 0 ? Tensor() : s.contiguous());
@@ -93,12 +116,12 @@ TORCH_LIBRARY(rnnlab_fast, m) {
   m.def("buffer_cache_bytes() -> int", &buffer_cache_bytes);
   m.def(
       "forward(int kind, Tensor xp, Tensor h0, Tensor? c0, Tensor w_hh, Tensor?[] params, "
-      "float[] eps, Tensor? mask, bool save) -> Tensor[]",
+      "float[] eps, Tensor? mask, bool save, Tensor? zh=None, Tensor? zc=None) -> Tensor[]",
       &forward);
   m.def(
       "backward(int kind, Tensor[] saved, Tensor h0, Tensor? c0, Tensor w_hh, "
       "Tensor?[] params, float[] eps, Tensor? mask, Tensor? grad_out, Tensor? grad_h, "
-      "Tensor? grad_c) -> Tensor[]",
+      "Tensor? grad_c, Tensor? zh=None, Tensor? zc=None) -> Tensor[]",
       &backward);
 }
 

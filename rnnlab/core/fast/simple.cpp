@@ -6,8 +6,8 @@
 //   minimal GRU: u_t = sigmoid(a^u_t), n_t = tanh(a^c_t), h_t = h_{t-1} + u_t (n_t - h_{t-1})
 //
 // Saved for backward: seq (T, N, H) the state after every step (the output itself when there
-// is no mask), act (the additive cell's tanh, the minimal GRU's u and n), and for layer norm
-// xhat (T, N, G*H) and rstd (T, N).
+// is no mask), act (the additive cell's tanh, the minimal GRU's u and n, the Elman cells' own
+// h~_t under zoneout), and for layer norm xhat (T, N, G*H) and rstd (T, N).
 #include "kernels.h"
 
 namespace rnnlab_fast {
@@ -20,11 +20,15 @@ void simple_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, co
   const auto opts = xp.options();
   const bool masked = mask.defined(), ln = p.g_hh.defined();
   const int64_t kind = p.kind;
+  const bool elman = kind == kElmanTanh || kind == kElmanRelu;
+  const T* zh = ptr_or_null<T>(p.zh);
   Tensor out = at::empty({T_, N, H}, opts);
   // Without a mask the states are the outputs; with one, a separate (or ping-pong) buffer.
   const bool pingpong = masked && !save;
   Tensor seq = masked ? buffer({pingpong ? 2 : T_, N, H}, opts) : out;
-  const int64_t act_width = kind == kAdditive ? H : (kind == kMinimalGru ? 2 * H : 0);
+  // (under zoneout the Elman cells' backward needs their own h~_t, no longer the state)
+  const int64_t act_width =
+      kind == kAdditive ? H : (kind == kMinimalGru ? 2 * H : (elman && zh && save ? H : 0));
   Tensor act = act_width ? buffer({save ? T_ : 1, N, act_width}, opts) : Tensor();
   Tensor xhat = save && ln ? buffer({T_, N, GH}, opts) : Tensor();
   Tensor rstd = save && ln ? at::empty({T_, N}, opts) : Tensor();
@@ -80,6 +84,7 @@ void simple_forward_impl(const Params& p, const Tensor& xp, const Tensor& h0, co
           st(h + u * (cand - h), hn, j, c);
         });
       }
+      if (zh) zone_row<T>(hn, hpn, zh + (t * N + n) * H, H, elman && save ? ac + n * H : nullptr);
       if (masked) std::copy(hn, hn + H, on);
     });
   }
@@ -100,8 +105,9 @@ void simple_backward_impl(const Params& p, const std::vector<Tensor>& saved, con
   const bool masked = mask.defined(), ln = p.g_hh.defined();
   const int64_t kind = p.kind;
   const bool elman = kind == kElmanTanh || kind == kElmanRelu;
+  const T* zh = ptr_or_null<T>(p.zh);
   // Elman cells have no direct path from h_t to h_{t-1}: dh_{t-1} is the GEMM alone.
-  const bool direct = !elman || masked;
+  const bool direct = !elman || masked || zh;
   Tensor dxp = at::empty({T_, N, GH}, opts);
   // dR: the gradient of the recurrent pre-activations, a ring of a few steps under layer norm
   // (without it dR is dxp itself).
@@ -111,6 +117,7 @@ void simple_backward_impl(const Params& p, const std::vector<Tensor>& saved, con
   Tensor dg = partials(ln, GH, opts), db = partials(ln && p.b_hh.defined(), GH, opts);
   Tensor dh = grad_h.defined() ? grad_h.clone() : at::zeros({N, H}, opts);
   Tensor dprev = at::empty({N, H}, opts);
+  Tensor dcand = zh ? at::empty({N, H}, opts) : Tensor();  // scratch: the step's share of dh_t
   const uint8_t* mk = masked ? mask.data_ptr<uint8_t>() : nullptr;
   const Vec<T> zero(T(0)), one(T(1));
 
@@ -137,7 +144,14 @@ void simple_backward_impl(const Params& p, const std::vector<Tensor>& saved, con
         }
         const T* gon = go ? go + n * H : nullptr;
         const T* hpn = hp + n * H;
-        const T* hn = hs + n * H;
+        // the step's own result: the state, or under zoneout the Elman cells' saved h~_t
+        const T* hn = elman && zh ? ac + n * H : hs + n * H;
+        const T* kn = zh ? zh + (t * N + n) * H : nullptr;
+        if (kn) {  // the step's share (1 - k) dh_t, in place of dh_t and the output's gradient
+          zone_split<T>(dcn, gon, kn, H, dcand.data_ptr<T>() + n * H);
+          dcn = dcand.data_ptr<T>() + n * H;
+          gon = nullptr;
+        }
         vloop<T>(H, [&](int64_t j, int64_t c) {
           Vec<T> g = ld(dcn, j, c);
           if (gon) g = g + ld(gon, j, c);
@@ -160,6 +174,7 @@ void simple_backward_impl(const Params& p, const std::vector<Tensor>& saved, con
             st(g * (one - u), dpn, j, c);
           }
         });
+        if (kn) zone_carry<T>(dc + n * H, go ? go + n * H : nullptr, kn, H, dpn);
         if (ln) {
           ln_row_backward<T>(dan, xhat.data_ptr<T>() + (t * N + n) * GH,
                              rstd.data_ptr<T>()[t * N + n], GH, p.g_hh.data_ptr<T>(), mine<T>(dg),
