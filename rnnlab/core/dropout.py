@@ -15,9 +15,9 @@ every task and the CLI), active in training mode only, and runs on every backend
   an embedding matrix (every occurrence of a token in the batch), for the models that own one.
 * **zoneout** (Krueger et al., 2017): each unit of the state keeps its previous value with
   probability :math:`p` instead of updating, :math:`s_t = z_t \odot s_{t-1} + (1 - z_t) \odot
-  \tilde s_t`; :func:`zoneout_weights` makes the :math:`z_t` (Bernoulli in training, their
-  expectation :math:`p` in evaluation, as the paper does), which the loops blend in after each
-  step.
+  \tilde s_t`; :func:`rnnlab.core.zoneout.zoneout_weights` makes the :math:`z_t` (Bernoulli in
+  training, their expectation :math:`p` in evaluation, as the paper does), which the loops blend
+  in after each step.
 
 Activation regularisation (AR/TAR) acts on the loss, not the layer:
 :class:`rnnlab.train.regularizers.StatePenalties`.
@@ -28,7 +28,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -90,16 +89,4 @@ def dropped_recurrent_weights(
             cell._parameters["weight_hh"] = weight  # type: ignore[assignment]
 
 
-def zoneout_weights(
-    p: float, T: int, N: int, size: int, like: Tensor, training: bool
-) -> Tensor | None:
-    """The blend weights :math:`z_t` (T, N, size) of zoneout with rate ``p``: 0/1 draws with
-    mean ``p`` in training, ``p`` itself in evaluation; None when ``p == 0``."""
-    if p == 0.0:
-        return None
-    if training:
-        return torch.empty(T, N, size, dtype=like.dtype, device=like.device).bernoulli_(p)
-    return torch.full((T, N, size), p, dtype=like.dtype, device=like.device)
-
-
-__all__ = ["dropped_recurrent_weights", "embedding_dropout", "locked_dropout", "zoneout_weights"]
+__all__ = ["dropped_recurrent_weights", "embedding_dropout", "locked_dropout"]

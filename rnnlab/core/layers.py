@@ -23,7 +23,7 @@ from torch.utils.hooks import RemovableHandle
 from rnnlab.core import fast, onednn
 from rnnlab.core.backend import check_backend, forced_backend, run_torch_kernel
 from rnnlab.core.cells import CellFactory, RecurrentCell
-from rnnlab.core.dropout import dropped_recurrent_weights, locked_dropout, zoneout_weights
+from rnnlab.core.dropout import dropped_recurrent_weights, locked_dropout
 from rnnlab.core.state import (
     State,
     hidden_part,
@@ -33,11 +33,9 @@ from rnnlab.core.state import (
     unstack_state,
     where_state,
 )
-from rnnlab.core.zoneout import Zoneout, check_zoneout, zone_state
+from rnnlab.core.zoneout import Zoneout, check_zoneout, zone_state, zoneout_weights
 from rnnlab.errors import RnnlabError, ShapeError, WrongTypeError
 
-#: zoneout's blend weights ``(z_h, z_c)`` for one cell's run, each (T, N, size) or None
-ZoneoutWeights = tuple[Tensor | None, Tensor | None] | None
 #: ``observer(t, xp_t, state_in, h, new_state, gates)`` -> None or a replacement ``(h, new_state)``.
 StepObserver = Callable[[int, Tensor, State, Tensor, State, dict], "tuple[Tensor, State] | None"]
 #: ``hook(layer, direction, t, xp_t, state_in, h, new_state, gates)``, returning as an observer.
@@ -651,7 +649,7 @@ class Recurrent(nn.Module):
             return locked_dropout(x, p, self.training)
         return nn.functional.dropout(x, p, self.training) if p else x
 
-    def _zoneout(self, cell: RecurrentCell, T: int, N: int, like: Tensor) -> ZoneoutWeights:
+    def _zoneout(self, cell: RecurrentCell, T: int, N: int, like: Tensor) -> Zoneout | None:
         """The zoneout blend weights ``(z_h, z_c)`` of one cell's run, or None."""
         if not (self.zoneout or self.zoneout_cell):
             return None

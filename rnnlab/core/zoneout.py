@@ -21,6 +21,7 @@ Shapes: T time, N batch, H hidden size, P the size of ``h`` (H, or the LSTM's pr
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from rnnlab.core.state import State, map_state, state_parts
@@ -92,4 +93,16 @@ def _at(z: Tensor | None, t: int) -> Tensor | None:
     return None if z is None else z[t]
 
 
-__all__ = ["Zoneout", "blend", "check_zoneout", "zone_state"]
+def zoneout_weights(
+    p: float, T: int, N: int, size: int, like: Tensor, training: bool
+) -> Tensor | None:
+    """The blend weights :math:`z_t` (T, N, size) of zoneout with rate ``p``: 0/1 draws with
+    mean ``p`` in training, ``p`` itself in evaluation; None when ``p == 0``."""
+    if p == 0.0:
+        return None
+    if training:
+        return torch.empty(T, N, size, dtype=like.dtype, device=like.device).bernoulli_(p)
+    return torch.full((T, N, size), p, dtype=like.dtype, device=like.device)
+
+
+__all__ = ["Zoneout", "blend", "check_zoneout", "zone_state", "zoneout_weights"]

@@ -88,7 +88,7 @@ def test_training_draws_keep_a_unit_with_probability_p() -> None:
 def test_lstm_cell_state_has_its_own_rate() -> None:
     torch.manual_seed(0)
     layer = Recurrent(LSTMCell, 4, 64, zoneout=0.1, zoneout_cell=0.5, return_states=True)
-    out, _, (hs, cs) = layer(torch.randn(16, 40, 4))
+    _, _, (hs, cs) = layer(torch.randn(16, 40, 4))
     for states, p in ((hs[0], 0.1), (cs[0], 0.5)):  # (N, T, H)
         kept = (states[:, 1:] == states[:, :-1]).double().mean().item()
         n = states[:, 1:].numel()
