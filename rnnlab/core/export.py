@@ -103,11 +103,19 @@ def forward_time_major(
         ``(outputs (T, N, K*H), final state, per-step states (L*K, N, T, H) or None)``.
 
     Raises:
-        RnnlabError: step hooks are registered (Python callbacks per step cannot be exported).
+        RnnlabError: step hooks are registered (Python callbacks per step cannot be exported),
+            or a layer in training mode has a regulariser that draws random masks (weight drop,
+            input/output dropout, zoneout).
     """
     if layer._step_hooks:
         raise RnnlabError(
             "a layer with step hooks cannot be exported: remove them (handle.remove()) first"
+        )
+    zoneout = (layer.zoneout, layer.zoneout_cell) if layer.zoneout or layer.zoneout_cell else None
+    if layer.training and (zoneout or layer._regularised()):
+        raise RnnlabError(
+            "a layer with weight drop, input/output dropout or zoneout exports in evaluation "
+            "mode only: call model.eval() first"
         )
     K = layer.num_directions
     mask = None
@@ -125,11 +133,14 @@ def forward_time_major(
         cells = [layer.cell_at(index, d) for d in range(K)]
         s0 = None if state is None else map_state(lambda s, i=index: s[i * K : (i + 1) * K], state)
         ops = [onnx_operator(cell) for cell in cells]
-        if onnx and not layer.return_states and ops[0] is not None and ops.count(ops[0]) == K:
+        fused = onnx and not layer.return_states and zoneout is None  # (no blend in ONNX's)
+        if fused and ops[0] is not None and ops.count(ops[0]) == K:
             layer_input, final = _onnx_layer(ops[0], cells, layer_input, s0, lengths)
         else:
             keep = layer.return_states
-            layer_input, final, states = _scan_layer(cells, layer_input, s0, lengths, mask, keep)
+            layer_input, final, states = _scan_layer(
+                cells, layer_input, s0, lengths, mask, keep, zoneout
+            )
             all_states += states or []
         finals.append(final)
     final_state = map_state(lambda *parts: torch.cat(parts), *finals)
@@ -144,9 +155,11 @@ def _scan_layer(
     lengths: Tensor | None,
     mask: Tensor | None,
     keep_states: bool,
+    zoneout: tuple[float, float] | None = None,
 ) -> tuple[Tensor, State, list[State] | None]:
     """One layer (both directions) in one scan loop: (T, N, D) -> ((T, N, K*H), final state
-    (K, N, H) or pair, and with ``keep_states`` each cell's states (N, T, H) or pair)."""
+    (K, N, H) or pair, and with ``keep_states`` each cell's states (N, T, H) or pair);
+    ``zoneout``: the rates of ``h`` and ``c``, blended in at their expectation."""
     K = len(cells)
     if state is None:
         inits = [cell.initial_state(x.shape[1], x.device, x.dtype) for cell in cells]
@@ -164,7 +177,7 @@ def _scan_layer(
         xps = [xp.detach() for xp in xps]
         inits = [map_state(Tensor.detach, s) for s in inits]
     with torch.no_grad() if onnx else contextlib.nullcontext():
-        outs, ends, states = scan_cells(cells, xps, inits, mask, keep_states)
+        outs, ends, states = scan_cells(cells, xps, inits, mask, keep_states, zoneout)
     if K == 2:  # the reverse direction's outputs (and states) back in time order
         outs[1] = flip_valid(outs[1], lengths)
         if states is not None:
@@ -181,6 +194,7 @@ def scan_cells(
     states: list[State],
     mask: Tensor | None = None,
     keep_states: bool = False,
+    zoneout: tuple[float, float] | None = None,
 ) -> tuple[list[Tensor], list[State], list[State] | None]:
     """:func:`rnnlab.core.layers.scan` of each cell as one torch scan higher-order op.
 
@@ -196,6 +210,8 @@ def scan_cells(
         mask: (T, N, 1) bool, True inside a sequence: past its end the state is frozen and
             the output is zero.
         keep_states: also return the state after every step.
+        zoneout: ``(p_h, p_c)``: zoneout's rates, blended in at their expectation (evaluation:
+            ``s_t = p s_{t-1} + (1 - p) s~_t``, :mod:`rnnlab.core.zoneout`), or None.
 
     Returns:
         Per cell: ``outputs (T, N, H)``, ``final state``, and with ``keep_states`` the states
@@ -208,6 +224,14 @@ def scan_cells(
         new_carry, ys = [], []
         for cell, xp_t, state in zip(cells, inputs, carry):
             h, new = cell.step(xp_t, state)
+            if zoneout is not None:
+                rates = zoneout if isinstance(new, tuple) else zoneout[:1]
+                parts = [
+                    p * old + (1 - p) * part
+                    for p, old, part in zip(rates, state_parts(state), state_parts(new))
+                ]
+                new = tuple(parts) if isinstance(new, tuple) else parts[0]
+                h = parts[0]
             if mask is not None:
                 new = where_state(inputs[-1], new, state)
                 h = h * inputs[-1]

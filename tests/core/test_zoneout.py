@@ -125,3 +125,14 @@ def test_config_and_cli_names() -> None:
     assert (layer.zoneout, layer.zoneout_cell) == (0.1, 0.3)
     assert "zoneout=0.1" in repr(layer) and "zoneout_cell=0.3" in repr(layer)
     assert RecurrentConfig("gru", hidden_size=4, zoneout=0.2).build(2).zoneout_cell == 0.2
+
+
+def test_export_needs_evaluation_mode() -> None:
+    from rnnlab.errors import RnnlabError
+
+    layer = Recurrent(GRUCell, 3, 4, zoneout=0.2)
+    with pytest.raises(RnnlabError, match="evaluation mode only"):
+        torch.export.export(layer.train(), (torch.randn(2, 5, 3),))
+    exported = torch.export.export(layer.eval(), (torch.randn(2, 5, 3),))
+    x = torch.randn(2, 5, 3)
+    torch.testing.assert_close(exported.module()(x)[0], layer(x)[0])

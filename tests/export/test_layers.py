@@ -53,8 +53,9 @@ RNN_OPS = ("LSTM", "GRU", "RNN")
 def spec(cell: str, **kw: object) -> dict:
     """One layer of a bundle: the cell's registry name, then ``options`` (cell keyword
     arguments), ``num_layers``, ``bidirectional``, ``batch_first``, ``return_states``,
-    ``lengths`` and ``state`` (feed them), or ``dropin`` (an ``rnnlab.nn`` class name)."""
-    base = {"cell": cell, "options": {}, "num_layers": 1, "bidirectional": False}
+    ``lengths`` and ``state`` (feed them), or ``dropin`` (an ``rnnlab.nn`` class name), and
+    ``layer``: more keyword arguments of the layer (its regularisers)."""
+    base = {"cell": cell, "options": {}, "num_layers": 1, "bidirectional": False, "layer": {}}
     base.update(batch_first=True, return_states=False, lengths=True, state=True, dropin=None)
     return {**base, **kw}
 
@@ -75,7 +76,7 @@ class Bundle(nn.Module):
             else:
                 cell = CELLS[s["cell"]].with_options(**s["options"])
                 options = {"batch_first": s["batch_first"], "return_states": s["return_states"]}
-                layers.append(Recurrent(cell, D, H, **shape, **options))
+                layers.append(Recurrent(cell, D, H, **shape, **options, **s["layer"]))
         self.layers = nn.ModuleList(layers)
 
     def forward(self, x: Tensor, lengths: Tensor, h0: Tensor, c0: Tensor) -> tuple[Tensor, ...]:
@@ -247,8 +248,8 @@ def assert_close(specs: list[dict], export: dict) -> None:
 def onnx_op_of(s: dict) -> str:
     """The ONNX node of each layer of spec ``s``: its cell's operator (ONNX_OPS), else a Scan
     (layer norm, per-step states, and the cells without an operator)."""
-    if s["options"].get("layer_norm") or s["return_states"]:
-        return "Scan"
+    if s["options"].get("layer_norm") or s["return_states"] or s["layer"].get("zoneout"):
+        return "Scan"  # (zoneout: ONNX's recurrent nodes cannot blend a state)
     return ONNX_OPS.get(s["cell"], "Scan")
 
 
@@ -305,12 +306,17 @@ OPTIONS = [
     spec("gru", options={"layer_norm": True}, bidirectional=True),
     spec("mut2", num_layers=2, bidirectional=True, lengths=False, state=False),
     spec("additive", return_states=True, bidirectional=True),
+    # the regularisers: off in evaluation but zoneout's expectation, s = p s' + (1 - p) s~
+    spec("lstm", layer={"zoneout": 0.2, "zoneout_cell": 0.4, "weight_drop": 0.5,
+                        "locked_dropout": True, "output_dropout": 0.3}, bidirectional=True),
+    spec("gru", layer={"zoneout": 0.3, "input_dropout": 0.2}, num_layers=2),
 ]  # fmt: skip
 
 
 def test_options(tmp_path: Path) -> None:
     """Stacked, bidirectional (one node per layer), without bias, time-major, with and
-    without lengths or initial state, layer norm, per-step states; in ONNX and torch.export,
+    without lengths or initial state, layer norm, per-step states, zoneout and the dropouts
+    (evaluation mode); in ONNX and torch.export,
     under torch.no_grad() (as for inference; test_every_cell exports with gradients on). A
     layer with step hooks refuses to export."""
     report = run_worker(OPTIONS, tmp_path, grad=False, hook=True)
