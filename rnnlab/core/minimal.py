@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnlab.core.cells import RecurrentCell, Weights
+from rnnlab.core.fast import linrec
 from rnnlab.core.zoneout import Zoneout, check_zoneout
 
 #: Steps per chunk of :func:`linear_scan`: the cumulative log-decay restarts at every chunk, so
@@ -135,6 +136,32 @@ def zoned_coefficients(log_a: Tensor, b: Tensor, z: Tensor) -> tuple[Tensor, Ten
     return torch.logaddexp(z.log(), torch.log1p(-z) + log_a), (1 - z) * b
 
 
+def sequential_scan(
+    a: Tensor, b: Tensor, h0: Tensor, mask: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """``h_t = a_t * h_{t-1} + b_t`` as a loop over t in C++, in linear space.
+
+    :func:`rnnlab.core.fast.linrec.linear_recurrence`: one multiply-add per element, threaded
+    and vectorised over the N*H lanes, exact and stable for ``|a| <= 1`` (the cells' decays are
+    in (0, 1]). The same results as :func:`linear_scan` on ``log a``, and its arguments; CPU
+    tensors in float32 or float64 only (:func:`rnnlab.core.fast.linrec.supported`).
+
+    Args:
+        a: (T, N, H) decays; b: (T, N, H) increments; h0: (N, H) the state before step 0.
+        mask: (T, N, 1) bool, True inside each sequence: past the end the state is frozen
+            (``a = 1, b = 0``) and the output is zero, as in :func:`rnnlab.core.layers.scan`.
+
+    Returns:
+        ``(outputs (T, N, H), final state (N, H))``.
+    """
+    if mask is not None:
+        a = a.masked_fill(~mask, 1.0)
+        b = b.masked_fill(~mask, 0.0)
+    h = linrec.linear_recurrence(a, b, h0)
+    final = h[-1]  # frozen past each sequence's end, so its own last state
+    return (h if mask is None else h.masked_fill(~mask, 0.0)), final
+
+
 def _decayed_sum(a_star: Tensor, v: Tensor) -> Tensor:
     """``sum_{s <= t} exp(a*_t - a*_s) v_s`` along dim 1, for ``v > 0``, in log space."""
     return (a_star + torch.logcumsumexp(v.log() - a_star, dim=1)).exp()
@@ -176,6 +203,13 @@ class MinimalRNNCell(RecurrentCell):
         ``xp`` (..., G*H): each (..., H)."""
         raise NotImplementedError
 
+    def linear_coefficients(self, xp: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """``(a, b, gates)`` as :meth:`coefficients`, with the decay itself instead of its
+        log (for :func:`sequential_scan`); subclasses compute ``a`` directly where that is
+        cheaper, from the same pre-activations."""
+        log_a, b, gates = self.coefficients(xp)
+        return log_a.exp(), b, gates
+
     def candidate(self, pre: Tensor) -> Tensor:
         """``h~``: the candidate's pre-activation itself, or through :func:`g`."""
         return g(pre) if self.g else pre
@@ -192,7 +226,12 @@ class MinimalRNNCell(RecurrentCell):
         mask: Tensor | None = None,
         zoneout: Zoneout | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """:func:`rnnlab.core.layers.scan` (without ``keep_states``) as a parallel scan.
+        """:func:`rnnlab.core.layers.scan` (without ``keep_states``) without the step loop.
+
+        On CPU tensors in float32 or float64 (with the C++ kernels built) the recurrence runs
+        in linear space on the sequential C++ loop (:func:`sequential_scan`), elsewhere (other
+        devices, float16, bfloat16, no compiler) as the log-space parallel scan
+        (:func:`linear_scan`); see the module docstring for why.
 
         Args:
             xp: ``input_projection(x)``, time-major (T, N, G*H).
@@ -204,8 +243,14 @@ class MinimalRNNCell(RecurrentCell):
         Returns:
             ``(outputs (T, N, H), final state (N, H))``, those of the step loop.
         """
-        log_a, b, _ = self.coefficients(xp)
         zoneout = check_zoneout(zoneout, xp, state)  # (zh, None) or None: h is the state
+        if linrec.supported(xp):
+            a, b, _ = self.linear_coefficients(xp)
+            if zoneout is not None:
+                keep = 1 - zoneout[0]  # a' = z + (1 - z) a, b' = (1 - z) b
+                a, b = zoneout[0] + keep * a, keep * b
+            return sequential_scan(a, b, state, mask)
+        log_a, b, _ = self.coefficients(xp)
         if zoneout is not None:
             log_a, b = zoned_coefficients(log_a, b, zoneout[0])
         return linear_scan(log_a, b, state, mask, positive=self.g)
@@ -244,6 +289,11 @@ class MinGRUCell(MinimalRNNCell):
         z = torch.sigmoid(pre_z)
         return F.logsigmoid(-pre_z), z * self.candidate(pre_h), {"z": z}
 
+    def linear_coefficients(self, xp: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        pre_z, pre_h = xp.chunk(2, dim=-1)
+        z = torch.sigmoid(pre_z)  # 1 - z as sigmoid(-pre_z): exact where z rounds to 1
+        return torch.sigmoid(-pre_z), z * self.candidate(pre_h), {"z": z}
+
 
 class MinLSTMCell(MinimalRNNCell):
     r"""minLSTM (Feng et al., 2024): the LSTM with input-only gates, normalised, and no output
@@ -276,6 +326,14 @@ class MinLSTMCell(MinimalRNNCell):
         f, i = (log_f - log_sum).exp(), (log_i - log_sum).exp()
         return log_f - log_sum, i * self.candidate(pre_h), {"f": f, "i": i}
 
+    def linear_coefficients(self, xp: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        # f' = f / (f + i) = sigmoid(log f - log i), and i' = sigmoid(log i - log f): exact
+        # when both gates are tiny, with no log-sum-exp
+        pre_f, pre_i, pre_h = xp.chunk(3, dim=-1)
+        d = F.logsigmoid(pre_f) - F.logsigmoid(pre_i)
+        f, i = torch.sigmoid(d), torch.sigmoid(-d)
+        return f, i * self.candidate(pre_h), {"f": f, "i": i}
+
 
 __all__ = [
     "CHUNK",
@@ -284,5 +342,6 @@ __all__ = [
     "MinimalRNNCell",
     "g",
     "linear_scan",
+    "sequential_scan",
     "zoned_coefficients",
 ]
