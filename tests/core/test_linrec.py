@@ -203,3 +203,15 @@ def test_supported_and_bad_inputs() -> None:
     for args, message in cases:
         with pytest.raises(RnnlabError, match=message):
             linear_recurrence(*args)
+
+
+def test_batched_gradients_equal_one_at_a_time() -> None:
+    """``is_grads_batched`` (vmap over the backward; torch's per-sample fallback for the op)."""
+    layer = Recurrent(MinGRUCell, 3, 4, dtype=F64)
+    x = torch.randn(2, 5, 3, dtype=F64, requires_grad=True)
+    out, _ = layer(x)
+    vs = torch.randn(3, *out.shape, dtype=F64)
+    (batched,) = torch.autograd.grad(out, x, vs, is_grads_batched=True, retain_graph=True)
+    for k in range(3):
+        (one,) = torch.autograd.grad(out, x, vs[k], retain_graph=True)
+        torch.testing.assert_close(batched[k], one, rtol=0, atol=1e-12)
