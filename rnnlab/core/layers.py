@@ -298,8 +298,12 @@ class Recurrent(nn.Module):
         was measured faster for it, :func:`rnnlab.core.fast.prefers_own_kernel`, and can run),
         else rnnlab's C++ loop where it can run, else the reference loop. For cells with a
         parallel scan (:class:`~rnnlab.core.minimal.MinimalRNNCell`: ``cell.parallel``),
-        ``"fast"`` is that scan, on any device and dtype; ``"auto"`` takes it for sequences and
-        the step (the reference) for a single time step (generation).
+        ``"fast"`` is :meth:`~rnnlab.core.minimal.MinimalRNNCell.parallel_scan`, on any device
+        and dtype: on CPU float32 and float64 tensors the linear recurrence as a C++ loop over
+        time (one multiply-add per element; the recurrence alone ~90x faster there than the
+        log-space scan at T = 1,000, the layer 5-11x), elsewhere (GPUs, float16, bfloat16) the
+        log-space parallel scan (:mod:`rnnlab.core.minimal` says why); ``"auto"`` takes it for
+        sequences and the step (the reference) for a single time step (generation).
 
         Args:
             x: the input, time-major (T, N, D): its device, dtype and size (T = 1: a single

@@ -2,7 +2,9 @@
 
 Oracles: the equations written out from the parameter tensors (the cell's step), and the
 reference loop (``use_backend("reference")``, one ``cell.step`` per time step) for the parallel
-scan: outputs, final states and every gradient in float64 to 1e-10.
+scan: outputs, final states and every gradient in float64 to 1e-10. The layer tests run on both
+of the parallel scan's CPU paths (the ``scan_path`` fixture): the C++ linear recurrence and the
+log-space scan (the other devices' path).
 """
 
 from __future__ import annotations
@@ -13,13 +15,34 @@ import pytest
 import torch
 from torch import Tensor
 
+from rnnlab.core import fast, minimal
 from rnnlab.core.backend import use_backend
+from rnnlab.core.fast import linrec
 from rnnlab.core.layers import Recurrent
 from rnnlab.core.minimal import MinGRUCell, MinLSTMCell, g, linear_scan
 from rnnlab.core.registry import CELL_HELP, CELLS, RecurrentConfig, cell_factory
 
 F64 = torch.float64
 CELLS_UNDER_TEST = {"mingru": MinGRUCell, "minlstm": MinLSTMCell}
+
+
+@pytest.fixture(params=["kernel", "log-space"])
+def scan_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test on one of :meth:`MinimalRNNCell.parallel_scan`'s paths: ``"kernel"``, the
+    C++ linear recurrence (what runs on the CPU), or ``"log-space"``, the parallel scan (what
+    runs on other devices), forced here; a call to the other path fails the test."""
+
+    def other(*args: object, **kw: object) -> None:
+        raise AssertionError(f"parallel_scan left the {request.param} path")
+
+    if request.param == "kernel":
+        if not fast.is_available():
+            pytest.skip("the C++ kernels did not build")
+        monkeypatch.setattr(minimal, "linear_scan", other)
+    else:
+        monkeypatch.setattr(linrec, "supported", lambda x: False)
+        monkeypatch.setattr(minimal, "sequential_scan", other)
+    return request.param
 
 
 def _paper_step(cell: MinGRUCell | MinLSTMCell, x: Tensor, h: Tensor) -> Tensor:
@@ -54,6 +77,26 @@ def test_step_is_the_papers_equations(name: str, use_g: bool, bias: bool) -> Non
         torch.testing.assert_close(gates["f"] + gates["i"], torch.ones_like(h))
 
 
+@pytest.mark.parametrize("name", CELLS_UNDER_TEST)
+@pytest.mark.parametrize("dtype", [torch.float32, F64], ids=["f32", "f64"])
+def test_linear_coefficients_are_the_log_ones_exponentiated(name: str, dtype: torch.dtype) -> None:
+    """The kernel's ``a``, ``b`` and gates (computed directly) against ``exp(log a)`` and the
+    gates of the log-space coefficients in float64, over pre-activations up to +-100 (minLSTM:
+    both gates tiny at once). float32 loses what its log-sigmoids of ~40 round away, ~4e-6."""
+    cell = CELLS_UNDER_TEST[name](3, 4, g=True, dtype=dtype)
+    xp = 40 * torch.randn(200, cell.weight_ih.shape[0], dtype=dtype)
+    xp[:50] = -100.0
+    log_a, b, gates = cell.to(F64).coefficients(xp.double())  # (no weights involved)
+    a_lin, b_lin, gates_lin = cell.to(dtype).linear_coefficients(xp)
+    assert torch.isfinite(a_lin).all() and (a_lin >= 0).all() and (a_lin <= 1).all()
+    tol = 1e-5 if dtype == torch.float32 else 1e-13
+    pairs = [(a_lin, log_a.exp()), (b_lin, b)] + [(gates_lin[k], gates[k]) for k in gates]
+    assert gates_lin.keys() == gates.keys()
+    for got, want in pairs:
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.double(), want, rtol=tol, atol=1e-30)
+
+
 def test_g_is_positive_and_continuous() -> None:
     x = torch.linspace(-30, 30, 6001, dtype=F64)
     y = g(x)
@@ -86,11 +129,13 @@ def _run_with_grads(rnn: Recurrent, x: Tensor, state: Tensor | None, lengths) ->
     "shape",
     ["plain", "lengths", "bidirectional", "2-layers-bidirectional-lengths-state", "layer-norm"],
 )
-def test_parallel_scan_equals_the_step_loop(name: str, use_g: bool, bias: bool, shape: str) -> None:
+def test_parallel_scan_equals_the_step_loop(
+    name: str, use_g: bool, bias: bool, shape: str, scan_path: str
+) -> None:
     layers = 2 if shape.startswith("2-layers") else 1
     bidirectional = "bidirectional" in shape
     rnn = _layer(name, use_g, bias, layers, bidirectional, ln=shape == "layer-norm")
-    N, T = 4, 150  # over two chunks of the scan (64 steps), the last one partial
+    N, T = 4, 150  # over two chunks of the log-space scan (64 steps), the last one partial
     x = torch.randn(N, T, 3, dtype=F64, requires_grad=True)
     lengths = torch.tensor([150, 64, 1, 97]) if "lengths" in shape else None
     state = None
@@ -108,7 +153,7 @@ def test_parallel_scan_equals_the_step_loop(name: str, use_g: bool, bias: bool, 
 
 @pytest.mark.parametrize("name", CELLS_UNDER_TEST)
 @pytest.mark.parametrize("use_g", [False, True])
-def test_long_sequences_stay_finite_and_exact(name: str, use_g: bool) -> None:
+def test_long_sequences_stay_finite_and_exact(name: str, use_g: bool, scan_path: str) -> None:
     rnn = _layer(name, use_g, True, 1, False)
     with torch.no_grad():  # strong gates: decays near 0 and near 1 both occur
         rnn.cells[0].weight_ih.mul_(8)
@@ -119,7 +164,8 @@ def test_long_sequences_stay_finite_and_exact(name: str, use_g: bool) -> None:
     for a, b in zip(got, want, strict=True):
         assert torch.isfinite(a).all()
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
-    # float32: the chunked scan keeps its error from growing with T
+    # float32: the kernel's linear-space loop is stable, and the chunked scan keeps its error
+    # from growing with T
     rnn32 = rnn.float()
     out32, _ = rnn32(x.detach().float())
     torch.testing.assert_close(out32.double(), got[0], rtol=0, atol=2e-4)
@@ -173,12 +219,47 @@ def test_linear_scan_gradcheck(positive: bool) -> None:
     torch.testing.assert_close(final, h, rtol=0, atol=1e-12)
 
 
-def test_layer_gradcheck_on_the_parallel_path() -> None:
+def test_layer_gradcheck_on_the_parallel_path(scan_path: str) -> None:
     rnn = _layer("minlstm", False, True, 1, True)
     x = torch.randn(2, 5, 3, dtype=F64, requires_grad=True)
     lengths = torch.tensor([5, 3])
     assert rnn.backend_for(x.transpose(0, 1)) == "fast"
     assert torch.autograd.gradcheck(lambda x: rnn(x, lengths=lengths)[0], (x,))
+
+
+@pytest.mark.parametrize("name", CELLS_UNDER_TEST)
+def test_lengths_zoneout_and_both_directions_equal_the_step_loop(name: str, scan_path: str) -> None:
+    """Zoneout folded into the coefficients (a' = z + (1 - z) a, b' = (1 - z) b), frozen states
+    past each sequence's end, the reverse direction on the valid steps: the same draws (one
+    seed) on the parallel scan and the reference loop give the same numbers, in training (0/1
+    weights) and in evaluation (weights p)."""
+    options = dict(num_layers=2, bidirectional=True, zoneout=0.3, dtype=F64)
+    rnn = Recurrent(partial(CELLS_UNDER_TEST[name], g=True), 3, 5, **options)
+    x = torch.randn(4, 70, 3, dtype=F64, requires_grad=True)
+    lengths = torch.tensor([70, 9, 64, 1])
+    state = torch.randn(4, 4, 5, dtype=F64, requires_grad=True)
+    for training in (True, False):
+        rnn.train(training)
+        results = []
+        for backend in ("fast", "reference"):
+            torch.manual_seed(5)
+            with use_backend(backend):
+                results.append(_run_with_grads(rnn, x, state, lengths))
+        for a, b in zip(*results, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+        assert (results[0][0][3, 1:] == 0).all()
+
+
+@pytest.mark.parametrize("name", CELLS_UNDER_TEST)
+def test_one_step_on_the_parallel_path(name: str, scan_path: str) -> None:
+    rnn = Recurrent(CELLS_UNDER_TEST[name], 3, 5, backend="fast", dtype=F64)
+    x = torch.randn(2, 1, 3, dtype=F64, requires_grad=True)
+    state = torch.randn(1, 2, 5, dtype=F64, requires_grad=True)
+    got = _run_with_grads(rnn, x, state, None)
+    with use_backend("reference"):
+        want = _run_with_grads(rnn, x, state, None)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
 def test_hooks_and_per_step_states_run_the_step_loop() -> None:

@@ -28,7 +28,7 @@ import torch
 
 from rnnlab.core.kernels import Kernel
 
-_SOURCES = ("ops.cpp", "cache.cpp", "simple.cpp", "gru.cpp", "lstm.cpp", "mut.cpp")
+_SOURCES = ("ops.cpp", "cache.cpp", "simple.cpp", "gru.cpp", "lstm.cpp", "mut.cpp", "linrec.cpp")
 _HERE = Path(__file__).resolve().parent
 _state: dict[str, object] = {}
 _lock = threading.Lock()
