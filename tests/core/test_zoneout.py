@@ -136,3 +136,18 @@ def test_export_needs_evaluation_mode() -> None:
     exported = torch.export.export(layer.eval(), (torch.randn(2, 5, 3),))
     x = torch.randn(2, 5, 3)
     torch.testing.assert_close(exported.module()(x)[0], layer(x)[0])
+
+
+@pytest.mark.parametrize("cell", [LSTMCell, MinGRUCell])
+def test_compiles_fullgraph(cell) -> None:
+    torch._dynamo.reset()
+    layer = Recurrent(cell, 3, 4, num_layers=2, zoneout=0.2)
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    x = torch.randn(2, 5, 3)
+    torch.manual_seed(2)
+    out, _ = compiled(x)
+    torch.manual_seed(2)
+    torch.testing.assert_close(out, layer(x)[0])  # the same draws
+    out.sum().backward()
+    layer.eval()
+    torch.testing.assert_close(compiled(x)[0], layer(x)[0])
