@@ -147,13 +147,24 @@ def _plot(report: dict, path: Path) -> None:
         v = [x for _, x in r["curve"]]
         ax.plot(t, v, "o-", label=f"{name} ({r['tokens_per_s']:,.0f} tokens/s)")
     ax.axhline(1.43, color="grey", ls="--", lw=1, label="target 1.43")
-    ax.set_xlabel("minutes")
-    ax.set_ylabel("validation loss (nats/char)")
     ax.set_title("char LM on tiny-shakespeare (90/10 split)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    finish_curve_axes(ax)
+    save_figure(fig, path)
+
+
+def finish_curve_axes(ax: object) -> None:
+    """Axis labels, grid and legend of a validation-loss-against-minutes plot."""
+    ax.set_xlabel("minutes")  # type: ignore[attr-defined]
+    ax.set_ylabel("validation loss (nats/char)")  # type: ignore[attr-defined]
+    ax.grid(alpha=0.3)  # type: ignore[attr-defined]
+    ax.legend()  # type: ignore[attr-defined]
+
+
+def save_figure(fig: object, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()  # type: ignore[attr-defined]
+    fig.savefig(path, dpi=100)  # type: ignore[attr-defined]
     plt.close(fig)
 
 

@@ -28,7 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lm_compare import _at, _read_curve, parse_duration
+from lm_compare import _at, _read_curve, finish_curve_axes, parse_duration, save_figure
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -129,13 +129,8 @@ def _plot(report: dict, path: Path) -> None:
                 label = name if e["seed"] == report["runs"][0]["seed"] else None
                 ax.plot(t, v, "o-", color=color, alpha=0.7, ms=3, label=label)
         ax.set_title(f"{budget / 60:g}-minute budget, {report['threads']} thread(s)")
-        ax.set_xlabel("minutes")
-        ax.set_ylabel("validation loss (nats/char)")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        finish_curve_axes(ax)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":
