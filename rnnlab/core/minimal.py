@@ -193,10 +193,10 @@ class MinimalRNNCell(RecurrentCell):
     it, so they compute the same function. ``g=True``: the candidate ``h~`` goes through the
     positive activation :func:`g`, so every ``h_t > 0`` (for ``h_0 >= 0``).
 
-    Args:
-        g: the paper's positive activation on the candidate (its "log-space version").
-        Other args as :class:`~rnnlab.core.cells.RecurrentCell`: ``bias`` learns ``bias_ih``
-        (there is no ``bias_hh``); ``layer_norm`` normalises the input projection, ``ln_ih``.
+    ``g`` is the paper's positive activation on the candidate (its "log-space version"). The
+    other arguments are :class:`~rnnlab.core.cells.RecurrentCell`'s: ``bias`` learns
+    ``bias_ih`` (there is no ``bias_hh``); ``layer_norm`` normalises the input projection,
+    ``ln_ih``.
     """
 
     #: the layer may run :meth:`parallel_scan` instead of the step loop
