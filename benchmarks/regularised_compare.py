@@ -30,26 +30,29 @@ AWD = (
     "--output-dropout 0.25 --embedding-dropout 0.05 --ar 2 --tar 1"
 )
 TRAIN_TAIL = 200  # logged steps averaged for "training loss at the end"
+RUNS = {"plain": "plain", "regularised": "awd"}  # run name -> its folder under OUT
 
 
 def commands(budget: str, seed: int, regularisers: str, out: Path) -> dict[str, list[str]]:
     base = [sys.executable, "-m", "rnnlab", "train", "lm", "--time-budget", budget]
     base += ["--threads", "1", "--seed", str(seed)]
     return {
-        "plain": [*base, "--out", str(out / "plain")],
-        "regularised": [*base, "--out", str(out / "awd"), *regularisers.split()],
+        "plain": [*base, "--out", str(out / RUNS["plain"])],
+        "regularised": [*base, "--out", str(out / RUNS["regularised"]), *regularisers.split()],
     }
 
 
-def _train_curve(path: Path) -> list[tuple[float, float]]:
+def _metrics(path: Path) -> list[dict[str, float]]:
+    """The rows of a run's metrics.csv (one per logged step), as numbers."""
     with open(path, newline="") as f:
-        return [(float(r["elapsed_s"]), float(r["train_loss"])) for r in csv.DictReader(f)]
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
 def summarise(run: Path) -> dict:
     result = json.loads((run / "result.json").read_text())
     val = _read_curve(run / "eval.csv")
-    train = _train_curve(run / "metrics.csv")
+    metrics = _metrics(run / "metrics.csv")
+    train = [(r["elapsed_s"], r["train_loss"]) for r in metrics]
     best_t = next(t for t, v in val if v == min(v for _, v in val))
     train_end = statistics.fmean(v for _, v in train[-TRAIN_TAIL:])
     return {
@@ -60,15 +63,10 @@ def summarise(run: Path) -> dict:
         "best_minutes": best_t / 60,
         "final_val": val[-1][1],
         "train_end": train_end,
-        "tokens_per_s": statistics.median(_column(run / "metrics.csv", "tokens_per_s")),
+        "tokens_per_s": statistics.median(r["tokens_per_s"] for r in metrics),
         "val_curve": val,
         "train_curve": train,
     }
-
-
-def _column(path: Path, name: str) -> list[float]:
-    with open(path, newline="") as f:
-        return [float(r[name]) for r in csv.DictReader(f)]
 
 
 def main() -> None:
@@ -82,7 +80,7 @@ def main() -> None:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     cmds = commands(args.budget, args.seed, args.regularisers, out)
-    dirs = {"plain": out / "plain", "regularised": out / "awd"}
+    dirs = {n: out / folder for n, folder in RUNS.items()}
     todo = [n for n in cmds if not (dirs[n] / "result.json").exists()]
     procs = {n: launch(cmds[n], 1, out / f"{dirs[n].name}.log") for n in todo}
     for n, proc in procs.items():
