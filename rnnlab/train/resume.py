@@ -4,14 +4,19 @@ checkpoint's training state) and the check that a run is resumed with the same m
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from rnnlab.errors import RnnlabError
 from rnnlab.train.checkpoint import _short
+
+if TYPE_CHECKING:
+    from rnnlab.train.checkpoint import Checkpoint
+    from rnnlab.train.config import TrainConfig
 
 
 def rng_state() -> dict:
@@ -76,4 +81,61 @@ def check_same_meta(saved: dict, current: dict, where: Path) -> None:
         )
 
 
-__all__ = ["check_same_meta", "rng_state", "set_rng_state"]
+def check_resumable(
+    ckpt: Checkpoint,
+    meta: dict,
+    identity: Sequence[str] | None,
+    config: TrainConfig,
+    world: int,
+) -> None:
+    """Refuse to resume ``ckpt`` (a run's ``last/`` checkpoint, holding a training state) into a
+    run whose model, optimizer, batch size or number of processes differ from its own.
+
+    ``identity`` names the keys of ``meta`` that must match (None: the whole of it); a
+    checkpoint written before ``meta`` held the vocabularies is refused with the version that
+    wrote it.
+
+    Raises:
+        RnnlabError: one line that says what differs and how to resume (or to start anew).
+    """
+    s = ckpt.training_state or {}
+    saved, current = ckpt.meta, meta
+    if identity is not None:
+        if not isinstance(saved, dict) or "vocabs" not in saved:
+            version = ckpt.rnnlab_version or "an older version"
+            raise RnnlabError(
+                f"cannot resume {ckpt.path}: it was written by rnnlab {version}, which this "
+                "rnnlab does not resume (its checkpoints still load for sampling and "
+                "evaluation); start a new run"
+            )
+        saved = {k: saved.get(k) for k in identity}
+        current = {k: current.get(k) for k in identity}
+    check_same_meta(saved, current, ckpt.path)
+    train_config = s.get("train_config")
+    train_config = train_config if isinstance(train_config, dict) else {}
+    optimizer = train_config.get("optimizer")
+    if optimizer != config.optimizer:
+        raise RnnlabError(
+            f"cannot resume {ckpt.path} with optimizer {config.optimizer!r}: it was "
+            f"trained with {optimizer!r} (its state would not carry over)"
+        )
+    batch = train_config.get("batch_size")
+    if batch is not None and batch != config.batch_size:
+        raise RnnlabError(
+            f"cannot resume {ckpt.path} with --batch (batch_size) {config.batch_size}: "
+            f"it was trained with {batch} (the batches and the carried state depend on it); "
+            f"resume with --batch {batch}, or start a new run"
+        )
+    processes = s.get("world_size", 1)
+    if processes != world:
+        raise RnnlabError(
+            f"cannot resume {ckpt.path} on {world} process(es): it was trained on {processes} "
+            "(each holds its own part of the streams and random generators); resume with "
+            f"torchrun --nproc_per_node={processes}"
+            if isinstance(processes, int) and processes > 1
+            else f"cannot resume {ckpt.path} on {world} processes: it was trained on one; "
+            "resume it without torchrun"
+        )
+
+
+__all__ = ["check_resumable", "check_same_meta", "rng_state", "set_rng_state"]

@@ -55,7 +55,7 @@ from rnnlab.train.checkpoint import atomic_write_text, load_checkpoint, save_che
 from rnnlab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig, lr_at
 from rnnlab.train.precision import autocast
 from rnnlab.train.regularizers import NormStabilizer, StatePenalties
-from rnnlab.train.resume import check_same_meta, rng_state, set_rng_state
+from rnnlab.train.resume import check_resumable, rng_state, set_rng_state
 from rnnlab.train.runlog import RunLog, plot_loss_curves
 
 if TYPE_CHECKING:
@@ -311,44 +311,8 @@ class Trainer:
         s = ckpt.training_state
         if s is None or "rng" not in s:
             raise RnnlabError(f"cannot resume from {ckpt.path}: it holds no training state")
-        saved, current = ckpt.meta, self.meta
-        if self.identity is not None:
-            if not isinstance(saved, dict) or "vocabs" not in saved:
-                version = ckpt.rnnlab_version or "an older version"
-                raise RnnlabError(
-                    f"cannot resume {ckpt.path}: it was written by rnnlab {version}, which this "
-                    "rnnlab does not resume (its checkpoints still load for sampling and "
-                    "evaluation); start a new run"
-                )
-            saved = {k: saved.get(k) for k in self.identity}
-            current = {k: current.get(k) for k in self.identity}
-        check_same_meta(saved, current, ckpt.path)
-        train_config = s.get("train_config")
-        train_config = train_config if isinstance(train_config, dict) else {}
-        saved = train_config.get("optimizer")
-        if saved != self.config.optimizer:
-            raise RnnlabError(
-                f"cannot resume {ckpt.path} with optimizer {self.config.optimizer!r}: it was "
-                f"trained with {saved!r} (its state would not carry over)"
-            )
-        saved = train_config.get("batch_size")
-        if saved is not None and saved != self.config.batch_size:
-            raise RnnlabError(
-                f"cannot resume {ckpt.path} with --batch (batch_size) {self.config.batch_size}: "
-                f"it was trained with {saved} (the batches and the carried state depend on it); "
-                f"resume with --batch {saved}, or start a new run"
-            )
         world = self.group.world if self.group is not None else 1
-        saved = s.get("world_size", 1)
-        if saved != world:
-            raise RnnlabError(
-                f"cannot resume {ckpt.path} on {world} process(es): it was trained on {saved} "
-                "(each holds its own part of the streams and random generators); resume with "
-                f"torchrun --nproc_per_node={saved}"
-                if isinstance(saved, int) and saved > 1
-                else f"cannot resume {ckpt.path} on {world} processes: it was trained on one; "
-                "resume it without torchrun"
-            )
+        check_resumable(ckpt, self.meta, self.identity, self.config, world)
         try:
             self.model.load_state_dict(ckpt.state_dict)
         except RuntimeError as exc:
