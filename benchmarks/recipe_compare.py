@@ -16,6 +16,9 @@ curves read at common times (the best loss reached by then). Writes ``OUT/recipe
 ``OUT/recipes.png`` and a Markdown table on stdout.
 
     python benchmarks/recipe_compare.py --budgets 3m,8m --seeds 0,1 --threads 1 --out runs/recipes
+
+``--existing`` runs nothing and reports the finished pairs among those asked for (e.g. every
+budget's, when the longer budgets have fewer seeds).
 """
 
 from __future__ import annotations
@@ -80,6 +83,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, choices=(1, 2), default=1)
     p.add_argument("--eval-tokens", type=int, default=320_000, help="tokens between validations")
     p.add_argument("--out", type=Path, default=Path("runs/recipes"))
+    p.add_argument(
+        "--existing",
+        action="store_true",
+        help="run nothing: report the pairs of these budgets and seeds that have finished",
+    )
     args = p.parse_args()
     budgets = [parse_duration(b) for b in args.budgets.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -90,6 +98,8 @@ def main() -> None:
             where = out / f"{budget:g}s-seed{seed}"
             cmds = commands(budget, seed, args.threads, args.eval_tokens, where)
             if not all((where / n / "eval.csv").exists() for n in cmds):  # (kept: re-runs resume)
+                if args.existing:
+                    continue
                 print(f"budget {budget:g}s seed {seed} ...", flush=True)
                 run_pair(cmds, args.threads, seed, where)
             entry = {"budget_s": budget, "seed": seed, "commands": {}, "curves": {}, "final": {}}
@@ -99,11 +109,13 @@ def main() -> None:
                 entry["curves"][name] = curve
                 entry["final"][name] = _at(curve, budget / 60 + 1)  # its last (best) validation
             report["runs"].append(entry)
+    if not report["runs"]:
+        sys.exit(f"no finished pair of these budgets and seeds in {out}")
     (out / "recipes.json").write_text(json.dumps(report, indent=2))
     print(f"\n{args.threads} thread(s); validation loss in nats/char at the end of the budget")
     print("| budget | seed | rnnlab | classic | rnnlab - classic |")
     print("| ---: | ---: | ---: | ---: | ---: |")
-    for budget in budgets:
+    for budget in sorted({e["budget_s"] for e in report["runs"]}):
         diffs = []
         for e in (e for e in report["runs"] if e["budget_s"] == budget):
             r, c = e["final"]["rnnlab"], e["final"]["classic"]

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.benchmark_scripts import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def compare():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        path = ROOT / "benchmarks" / "regularised_compare.py"
-        spec = importlib.util.spec_from_file_location("regularised_compare", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    with benchmark_script("regularised_compare") as module:
         yield module
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
 
 
 def test_the_two_runs_differ_only_by_the_regularisers(compare, tmp_path):
