@@ -1,5 +1,6 @@
 """Resuming a run exactly: the random generators' states (as tensors and JSON values, stored in a
-checkpoint's training state) and the check that a run is resumed with the same model."""
+checkpoint's training state) and the checks that refuse to resume a checkpoint into a run that
+differs from it."""
 
 from __future__ import annotations
 
@@ -88,8 +89,8 @@ def check_resumable(
     config: TrainConfig,
     world: int,
 ) -> None:
-    """Refuse to resume ``ckpt`` (a run's ``last/`` checkpoint, holding a training state) into a
-    run whose model, optimizer, batch size or number of processes differ from its own.
+    """Refuse to resume ``ckpt`` (a run's ``last/`` checkpoint) when it holds no training state,
+    or into a run whose model, optimizer, batch size or number of processes differ from its own.
 
     ``identity`` names the keys of ``meta`` that must match (None: the whole of it); a
     checkpoint written before ``meta`` held the vocabularies is refused with the version that
@@ -98,7 +99,9 @@ def check_resumable(
     Raises:
         RnnlabError: one line that says what differs and how to resume (or to start anew).
     """
-    s = ckpt.training_state or {}
+    s = ckpt.training_state
+    if s is None or "rng" not in s:
+        raise RnnlabError(f"cannot resume from {ckpt.path}: it holds no training state")
     saved, current = ckpt.meta, meta
     if identity is not None:
         if not isinstance(saved, dict) or "vocabs" not in saved:

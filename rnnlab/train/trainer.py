@@ -308,11 +308,10 @@ class Trainer:
         assert self.out_dir is not None
         out = self.out_dir
         ckpt = distributed.on_main(lambda: load_checkpoint(out, prefer="last"))  # rank 0 reads
-        s = ckpt.training_state
-        if s is None or "rng" not in s:
-            raise RnnlabError(f"cannot resume from {ckpt.path}: it holds no training state")
         world = self.group.world if self.group is not None else 1
         check_resumable(ckpt, self.meta, self.identity, self.config, world)
+        s = ckpt.training_state
+        assert s is not None  # check_resumable refused a checkpoint without one
         try:
             self.model.load_state_dict(ckpt.state_dict)
         except RuntimeError as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import io
 import json
 import math
@@ -17,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from rnnlab.cli import main
+from tests.benchmark_scripts import benchmark_script
 
 TEXT = (
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
     "First Citizen:\nYou are all resolved rather to die than to famish?\n\n"
 ) * 12
 TINY = ["--hidden", "32", "--layers", "1", "--embedding", "8", "--seq-len", "20", "--batch", "4"]
-ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -356,10 +355,8 @@ def test_plain_baseline_defaults_follow_rnnlab_train_lm() -> None:
     recipe as `rnnlab train lm`'s, or docs/BENCHMARKS.md compares two different things."""
     from rnnlab.tasks.lm.task import LMTaskConfig
 
-    spec = importlib.util.spec_from_file_location("plain_lm", ROOT / "benchmarks" / "plain_lm.py")
-    plain_lm = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(plain_lm)
-    plain = plain_lm.build_parser().parse_args([])
+    with benchmark_script("plain_lm") as plain_lm:
+        plain = plain_lm.build_parser().parse_args([])
     ours = LMTaskConfig()
     model, train = ours.model, ours.train
     shared = {
