@@ -375,6 +375,9 @@ CASES: list[Case] = [
          "is a file, not a directory", {"file": "x"}),
     Case("experiment-seeds-zero", "number", "experiment latch --seeds 0", "expected a value >= 1"),
     Case("experiment-threads-huge", "number", "experiment latch --threads 100000", "[1, 1024]"),
+    Case("experiment-jobs-zero", "number", "experiment latch --jobs 0", "expected a value >= 1"),
+    Case("experiment-jobs-one-process", "contradiction", "experiment clipping --jobs 2 --out "
+         "{d}/c", "clipping runs in one process; --jobs works for latch"),
     Case("diagnose-out-under-file", "file", "diagnose {d}/lm --data {d}/small.txt --out "
          "{d}/file/x", "is a file, not a directory",
          {"lm": Fixture("lm"), "small.txt": SMALL, "file": "x"}),

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnnlab.analysis.experiments import EXPERIMENTS
+from rnnlab.analysis.experiments import EXPERIMENTS, PARALLEL, check_jobs
 from rnnlab.config import Check, Config, at_least, option
 from rnnlab.errors import RnnlabError
 from rnnlab.export_command import ExportOptions, export
@@ -130,6 +130,11 @@ class ExperimentOptions(Config):
         check=THREADS,
         help="torch CPU threads (the models are tiny: more mostly add overhead)",
     )
+    jobs: int = option(
+        1, check=at_least(1), metavar="N",
+        help="train up to N units at once in worker processes of --threads threads each (the "
+        f"results do not change; {', '.join(PARALLEL)})",
+    )  # fmt: skip
 
 
 def experiment(options: ExperimentOptions) -> int:
@@ -139,10 +144,13 @@ def experiment(options: ExperimentOptions) -> int:
 
     setting = "quick" if options.quick else options.setting
     out = Path(options.out) if options.out else Path("runs/experiments") / options.name
+    check_jobs(options.name, options.jobs)
     check_writable(out, "--out")
     torch.set_num_threads(options.threads)
     print(f"running experiment {options.name} ({setting}) -> {out}", flush=True)
-    result = run_experiment(options.name, setting, out, seeds=options.seeds, fresh=options.fresh)
+    result = run_experiment(
+        options.name, setting, out, seeds=options.seeds, fresh=options.fresh, jobs=options.jobs
+    )
     print(report(result, out))
     return 0
 

@@ -9,6 +9,7 @@ import pytest
 
 from rnnlab.analysis.experiments import run_experiment
 from rnnlab.analysis.experiments.units import UnitStore
+from rnnlab.errors import RnnlabError
 
 
 def test_a_unit_is_computed_once_and_read_back(tmp_path):
@@ -72,3 +73,27 @@ def test_compare_and_regularizers_keep_their_units(tmp_path):
     store = UnitStore(units, {})
     expected = {store.path(f"regularizers-{r['arm']}-seed0") for r in result.rows}
     assert expected == set(units.iterdir())
+
+
+def test_units_trained_in_parallel_processes_equal_those_trained_in_turn(tmp_path):
+    # latch: three units, and a task that is a functools.partial (it must pickle)
+    alone = run_experiment("latch", "test", tmp_path / "one", seeds=2)
+    (tmp_path / "two" / "units").mkdir(parents=True)
+    kept = tmp_path / "two" / "units" / "latch-sgd-T20-elman.json"
+    kept.write_bytes((tmp_path / "one" / "units" / kept.name).read_bytes())
+    before = kept.stat().st_mtime_ns
+    parallel = run_experiment("latch", "test", tmp_path / "two", seeds=2, jobs=2)
+    assert parallel.rows == alone.rows
+    assert kept.stat().st_mtime_ns == before  # a stored unit is read, not trained again
+    for name in ("latch-sgd-T20-lstm-nofg.json", "latch-sgd-T20-additive.json"):
+        one, two = (json.loads((tmp_path / d / "units" / name).read_text()) for d in ("one", "two"))
+        del one["value"]["history"]["seconds"], two["value"]["history"]["seconds"]
+        assert one == two  # every step's loss and gradient norm, not only the summary
+
+
+def test_jobs_are_refused_where_an_experiment_cannot_use_them(tmp_path):
+    with pytest.raises(RnnlabError, match="clipping runs in one process; --jobs works for latch"):
+        run_experiment("clipping", "test", tmp_path / "c", jobs=2)
+    with pytest.raises(RnnlabError, match="--jobs must be a positive integer"):
+        run_experiment("adding", "test", tmp_path / "a", jobs=0)
+    assert not (tmp_path / "c").exists() and not (tmp_path / "a").exists()

@@ -1,7 +1,8 @@
 """Experiments that measure the lectures' claims, one module each, one command each.
 
 Every experiment module has ``DESCRIPTION``, ``SETTINGS`` (``"full"``, ``"quick"`` and ``"test"``
-configs: frozen dataclasses with a ``seeds`` field) and ``run(config, out_dir) -> Result``.
+configs: frozen dataclasses with a ``seeds`` field) and ``run(config, out_dir) -> Result``
+(those of :data:`PARALLEL` also take ``jobs``: their units train in parallel processes).
 :func:`run_experiment` runs one by name and writes ``results.json``, ``results.csv`` and its
 plots into ``out_dir``::
 
@@ -32,6 +33,20 @@ EXPERIMENTS: dict[str, str] = {
     "minimal": "rnnlab.analysis.experiments.minimal",
 }
 
+#: The experiments built on :func:`rnnlab.analysis.experiments.synthetic.sweep`, whose units
+#: can train in worker processes at once (``rnnlab experiment NAME --jobs N``).
+PARALLEL = ("latch", "adding", "copy", "minimal")
+
+
+def check_jobs(name: str, jobs: int) -> None:
+    """Refuse ``jobs`` that experiment ``name`` cannot use."""
+    if jobs < 1:
+        raise RnnlabError(f"--jobs must be a positive integer, got {jobs}")
+    if jobs > 1 and name not in PARALLEL:
+        raise RnnlabError(
+            f"experiment {name} runs in one process; --jobs works for {', '.join(PARALLEL)}"
+        )
+
 
 def experiment_module(name: str) -> ModuleType:
     if name not in EXPERIMENTS:
@@ -45,6 +60,7 @@ def run_experiment(
     out_dir: Path | str | None = None,
     seeds: int | None = None,
     fresh: bool = False,
+    jobs: int = 1,
 ) -> Result:
     """Run experiment ``name`` in ``setting``, write its results into ``out_dir`` and return them.
 
@@ -57,6 +73,8 @@ def run_experiment(
             configuration finished (``out_dir/units``, see
             :mod:`rnnlab.analysis.experiments.units`) are read back, so an interrupted run
             continues where it stopped.
+        jobs: train up to this many units at once, in worker processes (the experiments of
+            :data:`PARALLEL`; the results do not depend on it).
     """
     module = experiment_module(name)
     if setting not in module.SETTINGS:
@@ -64,6 +82,7 @@ def run_experiment(
             f"unknown setting {setting!r}; choose one of: {', '.join(module.SETTINGS)}"
         )
     config = module.SETTINGS[setting]
+    check_jobs(name, jobs)
     if seeds is not None:
         if seeds < 1:
             raise RnnlabError(f"--seeds must be a positive integer, got {seeds}")
@@ -73,7 +92,9 @@ def run_experiment(
     if fresh and (out_dir / "units").is_dir():
         shutil.rmtree(out_dir / "units")
     start = time.perf_counter()
-    result = module.run(config, out_dir)
+    result = (
+        module.run(config, out_dir, jobs=jobs) if name in PARALLEL else module.run(config, out_dir)
+    )
     result.setting = setting
     result.seconds = round(time.perf_counter() - start, 1)
     write(result, out_dir)
@@ -92,4 +113,12 @@ def report(result: Result, out_dir: Path | str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["EXPERIMENTS", "Result", "experiment_module", "report", "run_experiment"]
+__all__ = [
+    "EXPERIMENTS",
+    "PARALLEL",
+    "Result",
+    "check_jobs",
+    "experiment_module",
+    "report",
+    "run_experiment",
+]

@@ -52,11 +52,11 @@ SETTINGS = {
 }
 
 
-def run(config: AddingConfig, out_dir: Path) -> Result:
+def run(config: AddingConfig, out_dir: Path, jobs: int = 1) -> Result:
     store = UnitStore(out_dir / "units", config_dict(config))
     runs = sweep(
         Adding, config.cells, config.lengths, config.seeds, config.budget, config.train,
-        store=store, prefix="adding",
+        store=store, prefix="adding", jobs=jobs,
     )  # fmt: skip
     columns = [
         "cell", "T", "hidden", "params", "mse_median", "mse_min", "mse_max", "p_success", "baseline"

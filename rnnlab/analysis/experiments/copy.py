@@ -52,11 +52,11 @@ SETTINGS = {
 }
 
 
-def run(config: CopyConfig, out_dir: Path) -> Result:
+def run(config: CopyConfig, out_dir: Path, jobs: int = 1) -> Result:
     store = UnitStore(out_dir / "units", config_dict(config))
     runs = sweep(
         Copy, config.cells, config.lengths, config.seeds, config.budget, config.train,
-        store=store, prefix="copy",
+        store=store, prefix="copy", jobs=jobs,
     )  # fmt: skip
     columns = [
         "cell",

@@ -12,6 +12,7 @@ rescales every parameter's step by its recent gradient size, which hides part of
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,7 @@ SETTINGS = {
 }
 
 
-def run(config: LatchConfig, out_dir: Path) -> Result:
+def run(config: LatchConfig, out_dir: Path, jobs: int = 1) -> Result:
     columns = [
         "optimizer", "cell", "T", "hidden", "params", "p_success", "solved", "seeds",
         "best_acc_median", "steps_to_solve_median",
@@ -70,7 +71,7 @@ def run(config: LatchConfig, out_dir: Path) -> Result:
         print(f" {optimizer} (lr {lr:g})", flush=True)
         settings = replace(config.train, optimizer=optimizer, lr=lr)
         runs = sweep(
-            lambda T: Latch(T, config.noise_var),
+            partial(Latch, noise_var=config.noise_var),
             config.cells,
             config.lengths,
             config.seeds,
@@ -78,6 +79,7 @@ def run(config: LatchConfig, out_dir: Path) -> Result:
             settings,
             store=store,
             prefix=f"latch-{optimizer}",
+            jobs=jobs,
         )
         for r in runs:
             solved_at = [s for s in r.history.solved_at if s is not None]

@@ -173,7 +173,7 @@ def _task_rows(part: str, runs: list[Run], metric: str, baseline: float, seeds: 
     ]
 
 
-def run(config: MinimalConfig, out_dir: Path) -> Result:
+def run(config: MinimalConfig, out_dir: Path, jobs: int = 1) -> Result:
     store = UnitStore(out_dir / "units", config_dict(config))
     print("speed: forward+backward tokens/s at equal parameter count")
     rows = speed_rows(config)
@@ -185,7 +185,15 @@ def run(config: MinimalConfig, out_dir: Path) -> Result:
     for part, task, lengths, budget, train, metric in parts:
         print(f"{part}:")
         runs = sweep(
-            task, config.cells, lengths, config.seeds, budget, train, store=store, prefix=part
+            task,
+            config.cells,
+            lengths,
+            config.seeds,
+            budget,
+            train,
+            store=store,
+            prefix=part,
+            jobs=jobs,
         )
         baseline = {T: task(T).baseline for T in lengths}
         for r in _task_rows(part, runs, metric, 0.0, config.seeds):

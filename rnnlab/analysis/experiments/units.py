@@ -63,7 +63,10 @@ class UnitStore:
         if value is not None:
             self.reused.append(name)
             return value
-        value = compute()
+        return self.put(name, compute())
+
+    def put(self, name: str, value: Any) -> Any:
+        """Store ``value`` (JSON data) as unit ``name``; returns it as it reads back."""
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
             record = {"format": UNIT_FORMAT, "unit": name, "config": self.config, "value": value}
