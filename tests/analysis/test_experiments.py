@@ -235,6 +235,10 @@ def test_minimal_experiment_sizes_runs_and_tables(tmp_path):
     assert len(tasks) == 6 and all(math.isfinite(r["median"]) for r in tasks)
     adding = [r for r in tasks if r["part"] == "adding"]
     assert all(r["baseline"] == pytest.approx(1 / 6) for r in adding)
+    for r in tasks:
+        assert r["min"] <= r["median"] <= r["max"]
+        assert (r["recall"] is None) == (r["part"] == "adding")
+        assert (r["updates_to_solve"] == "") == (r["p_success"] == 0)
     assert (tmp_path / "minimal.png").stat().st_size > 0
 
 

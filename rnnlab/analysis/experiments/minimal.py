@@ -41,7 +41,7 @@ DESCRIPTION = "minGRU/minLSTM vs LSTM/GRU: tokens/s vs T (to 10,000) and the add
 
 COLUMNS = [
     "part", "cell", "T", "hidden", "params", "tokens_per_s", "vs_lstm", "implementation",
-    "metric", "median", "p_success", "baseline",
+    "metric", "median", "min", "max", "p_success", "updates_to_solve", "recall", "baseline",
 ]  # fmt: skip
 
 
@@ -157,20 +157,32 @@ def speed_rows(config: MinimalConfig) -> list[dict]:
 
 
 def _task_rows(part: str, runs: list[Run], metric: str, baseline: float, seeds: int) -> list[dict]:
-    return [
-        {
-            "part": part,
-            "cell": r.cell,
-            "T": r.T,
-            "hidden": r.hidden,
-            "params": r.params,
-            "metric": metric,
-            "median": float(np.median(r.history.best[metric])),
-            "p_success": sum(r.history.solved) / seeds,
-            "baseline": baseline,
-        }
-        for r in runs
-    ]
+    """One row per cell and length: the best ``metric`` per seed (median, min, max), the
+    fraction of seeds solved, the updates the solved seeds needed (``"first-last"``) and, where
+    the task has one, the median best recall."""
+    rows = []
+    for r in runs:
+        best = r.history.best[metric]
+        solved_at = sorted(s for s in r.history.solved_at if s is not None)
+        recall = r.history.best.get("recall")
+        rows.append(
+            {
+                "part": part,
+                "cell": r.cell,
+                "T": r.T,
+                "hidden": r.hidden,
+                "params": r.params,
+                "metric": metric,
+                "median": float(np.median(best)),
+                "min": min(best),
+                "max": max(best),
+                "p_success": sum(r.history.solved) / seeds,
+                "updates_to_solve": f"{solved_at[0]}-{solved_at[-1]}" if solved_at else "",
+                "recall": float(np.median(recall)) if recall is not None else None,
+                "baseline": baseline,
+            }
+        )
+    return rows
 
 
 def run(config: MinimalConfig, out_dir: Path, jobs: int = 1) -> Result:
