@@ -16,6 +16,7 @@ from rnnlab.analysis.experiments.seeds import (
     SeedEnsemble,
     SequenceModel,
     TrainSettings,
+    forward_in_pieces,
     hidden_for_budget,
     sequence_model_parameters,
     train,
@@ -102,6 +103,24 @@ def test_ensemble_training_equals_separate_training_with_per_seed_clipping():
 def test_ensemble_rejects_layer_norm():
     with pytest.raises(ValueError, match="layer norm"):
         SeedEnsemble(partial(LSTMCell, layer_norm=True), 1, 3, 1, [0, 1])
+
+
+@pytest.mark.parametrize(("name", "task"), [("mingru", Adding(30)), ("minlstm", Copy(8)),
+                                            ("lstm", Adding(30)), ("gru", Copy(8))])  # fmt: skip
+def test_a_large_evaluation_runs_in_pieces_with_the_same_outputs(name, task):
+    ens = SeedEnsemble(CELLS[name], task.input_size, 6, task.output_size, [0, 1], task.readout)
+    x, _ = task.sample(2 * 50, torch.Generator().manual_seed(0))
+    x = x.reshape(2, 50, *x.shape[1:])
+    per_sequence = 2 * x.shape[2] * 6
+    calls = []
+    ens.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[1]))
+    with torch.no_grad():
+        whole = ens(x)
+        assert torch.equal(forward_in_pieces(ens, x, limit=per_sequence * 50), whole)
+        assert calls == [50, 50]  # within the limit: one forward, the same one
+        pieces = forward_in_pieces(ens, x, limit=per_sequence * 49, piece=per_sequence * 7)
+    assert calls[2:] == [7] * 7 + [1]
+    torch.testing.assert_close(pieces, whole, rtol=1e-6, atol=1e-6)
 
 
 # -- tasks ---------------------------------------------------------------------------------

@@ -228,6 +228,30 @@ class History:
     seconds: float = 0.0
 
 
+#: An evaluation forward whose state (seeds x sequences x steps x hidden units) has more elements
+#: than this runs in pieces of at most :data:`EVAL_PIECE` elements: the adding problem's 1,000
+#: test sequences of 400 steps through the minimal cells' 3 x 643 units would otherwise need
+#: some 20 GB at once. Smaller ones run in one forward, as before pieces existed, so that the
+#: units stored by earlier runs are still what a new run computes (pieces change the outputs
+#: by float32 rounding: a different batch size takes other vectorised paths).
+EVAL_ELEMENTS = 2**29
+EVAL_PIECE = 2**27  # 512 MiB per (T, N, S*H) float32 tensor
+
+
+def forward_in_pieces(
+    ensemble: SeedEnsemble, x: Tensor, limit: int = EVAL_ELEMENTS, piece: int = EVAL_PIECE
+) -> Tensor:
+    """``ensemble(x)`` for x (S, N, L, D); above ``limit`` state elements, on as many
+    sequences at a time as keep each piece within ``piece`` elements (sequences are
+    independent: the same result up to rounding, tested)."""
+    S, N, L = x.shape[:3]
+    per_sequence = S * L * ensemble.sizes[1]
+    if N * per_sequence <= limit:
+        return ensemble(x)
+    n = max(1, piece // per_sequence)
+    return torch.cat([ensemble(x[:, i : i + n]) for i in range(0, N, n)], dim=1)
+
+
 def train(
     ensemble: SeedEnsemble, task: Task, settings: TrainSettings, data_seed: int = 0
 ) -> History:
@@ -256,7 +280,7 @@ def train(
     def evaluate(step: int) -> None:
         ensemble.eval()
         with torch.no_grad():
-            m = task.metrics(ensemble(x_test), y_test)
+            m = task.metrics(forward_in_pieces(ensemble, x_test), y_test)
         ensemble.train()
         hist.steps.append(step)
         hist.metrics.append({k: v.tolist() for k, v in m.items()})
@@ -300,11 +324,14 @@ def train(
 
 
 __all__ = [
+    "EVAL_ELEMENTS",
+    "EVAL_PIECE",
     "History",
     "SeedEnsemble",
     "SequenceModel",
     "TrainSettings",
     "closest_size",
+    "forward_in_pieces",
     "hidden_for_budget",
     "sequence_model_parameters",
     "train",
