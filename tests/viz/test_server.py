@@ -294,11 +294,19 @@ def test_the_static_page_is_one_file_with_its_data(static_page: Path) -> None:
     assert finder.dequantize(data["blocks"]["1/h"]).shape == (200, 32)
 
 
+def _default_sigint() -> None:
+    """In the child, Ctrl-C's default action: pytest-xdist's workers ignore SIGINT, a child
+    inherits that through exec, and a SIGINT sent before uvicorn installs its handler would be
+    lost (the server would then never stop)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_the_command_serves_until_interrupted(lm_run: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     process = subprocess.Popen(
         [sys.executable, "-m", "rnnlab", "viz", str(lm_run), "--port", "0", "--length", "100"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=_default_sigint,
     )  # fmt: skip
     try:
         line = process.stdout.readline()
@@ -318,6 +326,7 @@ def test_another_host_must_be_asked_for_and_warns(lm_run: Path) -> None:
         [sys.executable, "-m", "rnnlab", "viz", str(lm_run), "--port", "0", "--host", "0.0.0.0",
          "--length", "50"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=_default_sigint,
     )  # fmt: skip
     try:
         line = process.stdout.readline()
