@@ -34,12 +34,30 @@ def test_a_module_is_freed_on_del(name: str) -> None:
 
     use()  # first use: imports and caches that live for the process
     gc.collect()
+    gc.garbage.clear()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage to be read
     gc.disable()
     try:
         module = use()
         ref = weakref.ref(module)
         del module
         assert ref() is None, "still alive after del: a reference cycle"
-        assert gc.collect() == 0
+        gc.collect()
+        # Only our own objects: another thread of the test process (pytest-xdist's) may leave
+        # cycles of its own while the collector is off.
+        ours = [o for o in gc.garbage if _ours(o)]
+        assert not ours, f"left in reference cycles: {[type(o).__name__ for o in ours][:10]}"
     finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
         gc.enable()
+
+
+def _ours(obj: object) -> bool:
+    """A tensor, a module, or an object of a torch or rnnlab type (autograd nodes, hooks ...)."""
+    if isinstance(obj, (torch.Tensor, torch.nn.Module)):
+        return True
+    owner = getattr(obj, "__self__", None)  # a bound method of a module
+    if isinstance(owner, torch.nn.Module):
+        return True
+    return (getattr(type(obj), "__module__", None) or "").startswith(("torch", "rnnlab"))
